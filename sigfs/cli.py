@@ -1,0 +1,99 @@
+"""The ``sigfs`` command.
+
+    sigfs mount MOUNTPOINT [-f] [-d] [-o OPTS]   mount (daemon unless -f)
+    sigfs MOUNTPOINT -o OPTS                     the form mount.fuse3 runs
+    sigfs umount MOUNTPOINT
+    sigfs show PID                               the signal state, for people
+
+User errors are one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from sigfs import __version__
+
+COMMANDS = ("mount", "umount", "unmount", "show", "checkpoint", "restore")
+
+
+def _split_opts(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for value in values or []:
+        out.extend(o for o in value.split(",") if o)
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sigfs",
+        description="A FUSE filesystem showing each traceable process's signal and "
+        "execution state as text files.",
+    )
+    p.add_argument("--version", action="version", version=f"sigfs {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    m = sub.add_parser("mount", help="mount sigfs on MOUNTPOINT")
+    m.add_argument("mountpoint")
+    m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    m.add_argument("-d", "--debug", action="store_true", help="debug log to stderr (implies -f)")
+    m.add_argument("-o", dest="options", action="append", metavar="OPTS",
+                   help="comma-separated mount options, e.g. allow_other")
+    m.add_argument("--log", metavar="FILE", help="daemon log file (default: none)")
+
+    u = sub.add_parser("umount", aliases=["unmount"], help="unmount MOUNTPOINT")
+    u.add_argument("mountpoint")
+
+    s = sub.add_parser("show", help="print a process's signal state for people")
+    s.add_argument("pid", type=int)
+    s.add_argument("--tid", type=int, help="a thread other than the leader")
+    return p
+
+
+def _mount_helper_form(argv: list[str]) -> list[str] | None:
+    """mount.fuse3 runs ``sigfs MOUNTPOINT -o OPTS``: rewrite it as ``mount``."""
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        return ["mount", *argv]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    rewritten = _mount_helper_form(args_list)
+    if rewritten is not None:
+        args_list = rewritten
+    args = _parser().parse_args(args_list)
+
+    if args.command == "mount":
+        from sigfs.daemon import run_mount
+
+        return run_mount(args.mountpoint, _split_opts(args.options), args.foreground,
+                         args.debug, args.log)
+    if args.command in ("umount", "unmount"):
+        return _umount(args.mountpoint)
+    if args.command == "show":
+        from sigfs.show import run_show
+
+        return run_show(args.pid, args.tid)
+    _parser().print_help()
+    return 2
+
+
+def _umount(mountpoint: str) -> int:
+    mountpoint = os.path.abspath(mountpoint)
+    if not os.path.ismount(mountpoint):
+        print(f"sigfs: {mountpoint} is not mounted", file=sys.stderr)
+        return 1
+    res = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True)
+    if res.returncode != 0:
+        msg = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "fusermount3 failed"
+        print(f"sigfs: cannot unmount {mountpoint}: {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The entry table: every file sigfs shows, and how each is rendered.
+
+Loaders return the whole file as bytes; the FUSE layer renders once per open
+(``direct_io``), so one ``cat`` sees one consistent moment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from sigfs import state
+from sigfs.formats import action as action_fmt
+from sigfs.formats import altstack as altstack_fmt
+from sigfs.formats import pending as pending_fmt
+from sigfs.formats import waiters as waiters_fmt
+from sigfs.formats.sigset import render_bitmap
+from sigfs.tracer import TargetBusy, Tracer
+from sigfs.tree import Entry, Scope, Tree
+
+
+class ErrorLog:
+    """Recent error messages per process, newest last (the ``errors`` file)."""
+
+    def __init__(self, per_process: int = 100, processes: int = 1024) -> None:
+        self._logs: OrderedDict[int, deque[str]] = OrderedDict()
+        self._per_process = per_process
+        self._processes = processes
+
+    def add(self, pid: int, where: str, message: str) -> None:
+        log = self._logs.get(pid)
+        if log is None:
+            log = self._logs[pid] = deque(maxlen=self._per_process)
+            while len(self._logs) > self._processes:
+                self._logs.popitem(last=False)
+        self._logs.move_to_end(pid)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        log.append(f"{stamp} {where}: {message}")
+
+    def text(self, pid: int) -> str:
+        log = self._logs.get(pid)
+        return "".join(line + "\n" for line in log) if log else ""
+
+    def forget(self, pid: int) -> None:
+        self._logs.pop(pid, None)
+
+
+@dataclass
+class FileContext:
+    tracer: Tracer
+    errors: ErrorLog
+    pid: int  # the process (thread group)
+    tid: int  # the thread the file is about (the leader under <pid>/)
+    path: str  # for messages: "sig/pending" or "task/123/sig/pending"
+
+    def log(self, message: str) -> None:
+        self.errors.add(self.pid, self.path, message)
+
+
+async def load_blocked(ctx: FileContext) -> bytes:
+    mask = await state.read_blocked(ctx.tracer, ctx.pid, ctx.tid)
+    return (render_bitmap(mask) + "\n").encode()
+
+
+async def _load_pending(ctx: FileContext, shared: bool) -> bytes:
+    try:
+        pending = await state.read_pending(ctx.tracer, ctx.pid, ctx.tid, shared)
+    except TargetBusy as exc:
+        # What /proc can still tell: the bitmap.  Say why the queue is missing.
+        ctx.log(f"{exc.strerror}; siginfo records not shown")
+        mask = state.pending_bitmap_only(ctx.pid, ctx.tid, shared)
+        note = f"# siginfo records not shown: {exc.strerror}\n"
+        return (render_bitmap(mask) + "\n" + note).encode()
+    return pending_fmt.render(pending).encode()
+
+
+async def load_pending(ctx: FileContext) -> bytes:
+    return await _load_pending(ctx, shared=False)
+
+
+async def load_shared_pending(ctx: FileContext) -> bytes:
+    return await _load_pending(ctx, shared=True)
+
+
+async def load_action(ctx: FileContext) -> bytes:
+    return action_fmt.render(await state.read_actions(ctx.tracer, ctx.pid)).encode()
+
+
+async def load_altstack(ctx: FileContext) -> bytes:
+    return altstack_fmt.render(await state.read_altstack(ctx.tracer, ctx.pid, ctx.tid)).encode()
+
+
+async def load_waiters(ctx: FileContext) -> bytes:
+    return waiters_fmt.render(state.read_waiters(ctx.pid)).encode()
+
+
+async def load_errors(ctx: FileContext) -> bytes:
+    return ctx.errors.text(ctx.pid).encode()
+
+
+ENTRIES: list[Entry] = [
+    Entry("sig/action", Scope.PROCESS, load_action, True,
+          "the 64 sigactions: signum flags mask handler restorer"),
+    Entry("sig/altstack", Scope.THREAD, load_altstack, True, "sigaltstack: sp size flags"),
+    Entry("sig/blocked", Scope.THREAD, load_blocked, False, "blocked mask, 64 0/1 characters"),
+    Entry("sig/pending", Scope.THREAD, load_pending, True,
+          "thread-private pending signals and their siginfo"),
+    Entry("sig/shared_pending", Scope.PROCESS, load_shared_pending, True,
+          "process-wide pending signals and their siginfo"),
+    Entry("sig/waiters", Scope.PROCESS, load_waiters, False,
+          "threads blocked in wait4/waitid: options tid awaited-pid"),
+    Entry("errors", Scope.PROCESS, load_errors, False,
+          "recent error messages about this process, newest last"),
+]
+
+TREE = Tree(ENTRIES)

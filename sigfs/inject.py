@@ -1,0 +1,239 @@
+"""Syscall injection: make a stopped thread run one syscall, then put it back.
+
+Handlers, the altstack and most restore steps are visible or changeable only
+from inside the process.  An :class:`Injection` session borrows a thread that
+the tracer holds in a ptrace stop:
+
+* on entry it saves every register, the signal mask and a scratch area just
+  below the stack's red zone, and blocks every signal (PTRACE_SETSIGMASK) so
+  nothing is delivered between our steps;
+* each :meth:`Injection.syscall` points rip at a ``syscall`` instruction found
+  in the vdso, sets ``orig_rax = -1`` (else the kernel's syscall-restart fix-up
+  would rewrite rip and rax, see arch_do_signal_or_restart()), and steps over
+  the syscall with two PTRACE_SYSCALL stops (entry and exit).  Single-stepping
+  is not used: its SIGTRAP is a forced signal, and force_sig_info_to_task()
+  resets the target's SIGTRAP handler when the signal is blocked;
+* on exit it writes the scratch bytes, registers and mask back.  A thread that
+  was stopped inside a syscall (``orig_rax >= 0``, typically with rax =
+  -ERESTARTSYS or -ERESTART_RESTARTBLOCK) must pass through the kernel's
+  signal path once more for its syscall to be restarted, as the RFC patches'
+  ``restore_retval`` comment describes; so the session re-traps it with
+  PTRACE_INTERRUPT, and it is left in the same kind of stop it started in.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+from types import TracebackType
+
+import trio
+
+from sigfs import procfs
+from sigfs import ptrace_raw as pt
+from sigfs.tracer import Attachment, TargetGone, Tracer
+
+SYSCALL_INSN = b"\x0f\x05"
+RED_ZONE = 128
+SCRATCH_SIZE = 512
+# Every signal; the kernel silently keeps SIGKILL and SIGSTOP deliverable.
+ALL_SIGNALS = 0xFFFFFFFFFFFFFFFF & ~((1 << (signal.SIGKILL - 1)) | (1 << (signal.SIGSTOP - 1)))
+ORIG_RAX_NONE = 0xFFFFFFFFFFFFFFFF
+
+# x86-64 syscall numbers used by sigfs.
+SYS = {
+    "read": 0,
+    "write": 1,
+    "close": 3,
+    "mmap": 9,
+    "munmap": 11,
+    "rt_sigaction": 13,
+    "rt_sigprocmask": 14,
+    "getpid": 39,
+    "kill": 62,
+    "sigaltstack": 131,
+    "gettid": 186,
+    "tgkill": 234,
+    "rt_tgsigqueueinfo": 297,
+}
+
+# tgid -> address of a syscall instruction in its vdso (checked before use).
+_insn_cache: dict[int, int] = {}
+
+
+class InjectionError(OSError):
+    pass
+
+
+def _find_syscall_insn(tgid: int, mem_fd: int) -> int:
+    cached = _insn_cache.get(tgid)
+    if cached is not None:
+        try:
+            if os.pread(mem_fd, 2, cached) == SYSCALL_INSN:
+                return cached
+        except OSError:
+            pass
+    vdso = procfs.find_mapping(tgid, "[vdso]")
+    if vdso is None:
+        raise InjectionError(0, f"process {tgid} has no [vdso] mapping to borrow a syscall from")
+    start, end = vdso
+    data = os.pread(mem_fd, end - start, start)
+    at = data.find(SYSCALL_INSN)
+    if at < 0:
+        raise InjectionError(0, f"no syscall instruction in the vdso of {tgid}")
+    _insn_cache[tgid] = start + at
+    return start + at
+
+
+class Injection:
+    """A syscall-injection session on one thread held stopped by ``tracer``."""
+
+    def __init__(self, tracer: Tracer, att: Attachment, scratch_size: int = SCRATCH_SIZE) -> None:
+        self.tracer = tracer
+        self.att = att
+        self.tid = att.tid
+        self.scratch_size = scratch_size
+        self.scratch = 0
+        self.count = 0
+        self._mem_fd = -1
+        self._saved_regs: pt.Regs | None = None
+        self._saved_mask = 0
+        self._saved_scratch = b""
+        self._insn = 0
+        self._dirty = False
+
+    async def __aenter__(self) -> Injection:
+        self._saved_regs = pt.getregs(self.tid)
+        self._saved_mask = pt.getsigmask(self.tid)
+        try:
+            self._mem_fd = os.open(f"/proc/{self.tid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise TargetGone(self.tid) from None
+        try:
+            self._insn = _find_syscall_insn(self.att.tgid, self._mem_fd)
+            sp = self._saved_regs.rsp
+            self.scratch = (sp - RED_ZONE - self.scratch_size) & ~0x3F
+            self._saved_scratch = os.pread(self._mem_fd, self.scratch_size, self.scratch)
+            pt.setsigmask(self.tid, ALL_SIGNALS)
+        except BaseException:
+            os.close(self._mem_fd)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with trio.CancelScope(shield=True):
+            try:
+                await self._restore()
+            finally:
+                os.close(self._mem_fd)
+
+    async def _restore(self) -> None:
+        assert self._saved_regs is not None
+        try:
+            os.pwrite(self._mem_fd, self._saved_scratch, self.scratch)
+            pt.setregs(self.tid, self._saved_regs)
+            pt.setsigmask(self.tid, self._saved_mask)
+        except pt.TraceError as exc:
+            raise TargetGone(self.tid) from exc
+        if self._dirty and (
+            pt.regs_signed(self._saved_regs.orig_rax) >= 0 or self.att.group_stop
+        ):
+            # Back through get_signal(): the restart fix-up runs on our saved
+            # registers when the thread is finally let go.
+            pt.interrupt(self.tid)
+            pt.cont(self.tid, 0)
+            await self.tracer.wait_trap(self.att)
+
+    # -- memory --------------------------------------------------------------
+
+    def read(self, addr: int, size: int) -> bytes:
+        data = os.pread(self._mem_fd, size, addr)
+        if len(data) != size:
+            raise InjectionError(0, f"short read of {size} bytes at {addr:#x} in {self.tid}")
+        return data
+
+    def write(self, addr: int, data: bytes) -> None:
+        if os.pwrite(self._mem_fd, data, addr) != len(data):
+            raise InjectionError(0, f"short write of {len(data)} bytes at {addr:#x}")
+
+    # -- syscalls ------------------------------------------------------------
+
+    async def _step_to_syscall_stop(self) -> None:
+        pt.syscall(self.tid, 0)
+        while True:
+            status = await self.tracer.wait(self.tid)
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                self.tracer.attached.pop(self.tid, None)
+                raise TargetGone(self.tid)
+            if not os.WIFSTOPPED(status):
+                continue
+            sig = os.WSTOPSIG(status)
+            event = status >> 16
+            if event == 0 and sig == (signal.SIGTRAP | 0x80):
+                return
+            if event == pt.PTRACE_EVENT_STOP:
+                if sig != signal.SIGTRAP:
+                    self.att.group_stop = True  # a SIGSTOP arrived meanwhile
+            elif event == 0 and not self.att.withheld_signal:
+                self.att.withheld_signal = sig  # hand it back on detach
+            pt.syscall(self.tid, 0)
+
+    async def syscall(self, nr: int, *args: int) -> int:
+        """Run syscall ``nr`` with up to six arguments; returns the raw result
+        (negative errno on failure, as the kernel returns it)."""
+        if len(args) > 6:
+            raise ValueError("at most six syscall arguments")
+        assert self._saved_regs is not None
+        regs = pt.copy_regs(self._saved_regs)
+        regs.rax = nr
+        regs.orig_rax = ORIG_RAX_NONE
+        regs.rip = self._insn
+        full = list(args) + [0] * (6 - len(args))
+        regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = (
+            pt.regs_unsigned(a) for a in full
+        )
+        self._dirty = True
+        with trio.CancelScope(shield=True):
+            pt.setregs(self.tid, regs)
+            await self._step_to_syscall_stop()  # entry
+            await self._step_to_syscall_stop()  # exit
+            result = pt.regs_signed(pt.getregs(self.tid).rax)
+        self.count += 1
+        return result
+
+    async def check(self, nr: int, *args: int) -> int:
+        """Like :meth:`syscall`, raising ``OSError`` on a negative result."""
+        result = await self.syscall(nr, *args)
+        if -4096 < result < 0:
+            raise OSError(-result, f"injected syscall {nr} in {self.tid}: {os.strerror(-result)}")
+        return result
+
+
+# -- readers built on injection ---------------------------------------------
+
+KSIGACTION = struct.Struct("<QQQQ")  # handler, flags, restorer, mask
+STACK_T = struct.Struct("<QiiQ")  # ss_sp, ss_flags, pad, ss_size
+
+
+async def read_sigactions(inj: Injection) -> list[tuple[int, int, int, int]]:
+    """(handler, flags, restorer, mask) for signals 1..64, via rt_sigaction(sig, NULL, &old)."""
+    out = []
+    buf = inj.scratch
+    for sig in range(1, 65):
+        await inj.check(SYS["rt_sigaction"], sig, 0, buf, 8)
+        out.append(KSIGACTION.unpack(inj.read(buf, KSIGACTION.size)))
+    return out
+
+
+async def read_altstack(inj: Injection) -> tuple[int, int, int]:
+    """(sp, size, flags) of the thread's sigaltstack, via sigaltstack(NULL, &old)."""
+    buf = inj.scratch
+    await inj.check(SYS["sigaltstack"], 0, buf)
+    sp, flags, _pad, size = STACK_T.unpack(inj.read(buf, STACK_T.size))
+    return sp, size, flags & 0xFFFFFFFF

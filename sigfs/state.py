@@ -1,0 +1,114 @@
+"""Read a process's signal state from the kernel, as format models.
+
+Each reader takes the least intrusive route that gives the exact answer:
+``/proc`` when it shows everything (the blocked mask, an empty queue, the
+threads asleep in wait4/waitid), a ptrace stop when the queue's siginfo
+records are needed, and syscall injection for what only the process itself
+can ask (sigactions, the altstack).
+"""
+
+from __future__ import annotations
+
+import errno
+
+from sigfs import inject, procfs
+from sigfs import ptrace_raw as pt
+from sigfs.formats.action import Actions, SigAction
+from sigfs.formats.altstack import AltStack
+from sigfs.formats.pending import Pending
+from sigfs.formats.siginfo import Siginfo
+from sigfs.formats.waiters import Waiter, from_wait4, from_waitid
+from sigfs.tracer import Tracer
+
+SYS_WAIT4 = 61
+SYS_WAITID = 247
+
+
+def live_thread(tgid: int) -> int:
+    """A thread that can stand for the whole process: the leader unless it
+    has exited (a zombie leader with live threads), else the first live one."""
+    tids = procfs.list_tids(tgid)
+    for tid in [tgid] + [t for t in tids if t != tgid]:
+        try:
+            state = procfs.read_status(tgid, tid).get("State", "")
+        except ProcessLookupError:
+            continue
+        if not state.startswith(("Z", "X")):
+            return tid
+    raise ProcessLookupError(errno.ESRCH, f"process {tgid} has no live thread")
+
+
+async def read_blocked(tracer: Tracer, tgid: int, tid: int) -> int:
+    """The blocked mask.  ``/proc`` shows it exactly; during an injection the
+    mask is ours, so a held thread reports the mask it will get back."""
+    async with tracer.process_lock(tgid):
+        return procfs.hex_field(procfs.read_status(tgid, tid), "SigBlk")
+
+
+async def read_pending(tracer: Tracer, tgid: int, tid: int, shared: bool) -> Pending:
+    """The thread's private queue, or with ``shared`` the process's queue:
+    the bitmap and every queued siginfo in queue order."""
+    key = "ShdPnd" if shared else "SigPnd"
+    if shared:
+        tid = live_thread(tgid)
+    mask = procfs.hex_field(procfs.read_status(tgid, tid), key)
+    if mask == 0 and tid not in tracer.attached:
+        return Pending(0, ())  # nothing queued: no need to stop anyone
+    async with tracer.stopped(tgid, tid):
+        mask = procfs.hex_field(procfs.read_status(tgid, tid), key)
+        raws = pt.peeksiginfo(tid, shared)
+    return Pending(mask, tuple(Siginfo(r) for r in raws))
+
+
+def pending_bitmap_only(tgid: int, tid: int, shared: bool) -> int:
+    """The bitmap alone, for when ptrace is unavailable (traced by another)."""
+    if shared:
+        tid = live_thread(tgid)
+    return procfs.hex_field(procfs.read_status(tgid, tid), "ShdPnd" if shared else "SigPnd")
+
+
+async def read_actions(tracer: Tracer, tgid: int) -> Actions:
+    """All 64 sigactions (shared by the threads of a process)."""
+    tid = live_thread(tgid)
+    async with tracer.stopped(tgid, tid) as att:
+        async with inject.Injection(tracer, att) as inj:
+            raw = await inject.read_sigactions(inj)
+    return Actions(
+        tuple(
+            SigAction(signum=i + 1, handler=h, flags=f, restorer=r, mask=m)
+            for i, (h, f, r, m) in enumerate(raw)
+        )
+    )
+
+
+async def read_altstack(tracer: Tracer, tgid: int, tid: int) -> AltStack:
+    async with tracer.stopped(tgid, tid) as att:
+        async with inject.Injection(tracer, att) as inj:
+            sp, size, flags = await inject.read_altstack(inj)
+    return AltStack(sp=sp, size=size, flags=flags)
+
+
+def read_waiters(tgid: int) -> list[Waiter]:
+    """Threads of the process blocked in wait4/waitid, from
+    ``/proc/PID/task/TID/syscall`` (no stop needed)."""
+    out: list[Waiter] = []
+    for tid in procfs.list_tids(tgid):
+        try:
+            fields = procfs.current_syscall(tgid, tid)
+        except (ProcessLookupError, PermissionError):
+            continue
+        if len(fields) < 7 or fields[0] in ("running", "-1"):
+            continue
+        nr = int(fields[0])
+        args = [int(a, 16) for a in fields[1:7]]
+        if nr == SYS_WAIT4:
+            out.append(from_wait4(tid, _s32(args[0]), args[2] & 0xFFFFFFFF))
+        elif nr == SYS_WAITID:
+            out.append(from_waitid(tid, args[0] & 0xFFFFFFFF, _s32(args[1]),
+                                   args[3] & 0xFFFFFFFF))
+    return out
+
+
+def _s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value

@@ -1,0 +1,327 @@
+"""The tracer: the one owner of every ptrace attachment sigfs makes.
+
+The kernel answers ptrace requests only from the thread that attached, and
+silently detaches when that thread exits.  So one long-lived thread must own
+every attach, wait and request.  In the daemon that thread is the trio thread
+itself: a ptrace request costs a few microseconds and no wait ever blocks
+(``waitpid(WNOHANG)`` with a short spin, then an async back-off), so there is
+no hand-off to another thread at all, and the event loop keeps serving other
+requests while a slow target takes its time to stop.  The tracer checks that it
+is always called from the thread that created it.
+
+Reading must not change what the target sees: threads are attached with
+PTRACE_SEIZE and stopped with PTRACE_INTERRUPT (no SIGSTOP, no signal the
+process could observe), and a signal that happens to be delivered while we
+stop the thread is passed on unchanged.  Every path detaches; trio
+cancellation is shielded across each stop, so a SIGTERM of the daemon cannot
+leave a thread half-restored.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+from sigfs import procfs
+from sigfs import ptrace_raw as pt
+
+# How long a target may take to reach a ptrace stop before the request fails.
+# A thread in uninterruptible sleep (D state) stops only when it leaves it.
+STOP_TIMEOUT = 3.0
+# waitpid(WNOHANG) polls with sched_yield before sleeping: most stops arrive
+# within tens of microseconds, well inside this budget.
+SPIN_SECONDS = 0.0005
+
+
+class TargetGone(ProcessLookupError):
+    """The thread exited (or was reaped) while sigfs was working on it."""
+
+    def __init__(self, tid: int) -> None:
+        super().__init__(errno.ESRCH, f"thread {tid} exited")
+        self.tid = tid
+
+
+class TargetBusy(OSError):
+    """The thread is already traced by someone else (gdb, strace, ...)."""
+
+    def __init__(self, tid: int, tracer: int) -> None:
+        who = f"{tracer}" if tracer > 0 else "another tracer"
+        try:
+            who_comm = procfs.comm(tracer) if tracer > 0 else ""
+        except OSError:
+            who_comm = ""
+        who = f"{tracer} ({who_comm})" if who_comm else who
+        super().__init__(errno.EBUSY, f"thread {tid} is already traced by {who}")
+        self.tid = tid
+        self.tracer = tracer
+
+
+class StopTimeout(OSError):
+    def __init__(self, tid: int, seconds: float) -> None:
+        super().__init__(
+            errno.EAGAIN,
+            f"thread {tid} did not stop within {seconds:g} s "
+            "(uninterruptible sleep?); try again",
+        )
+
+
+@dataclass
+class Attachment:
+    """One seized thread, stopped or about to be."""
+
+    tid: int
+    tgid: int
+    # A signal caught in signal-delivery-stop that must be handed back.
+    withheld_signal: int = 0
+    # Stopped in a group stop (SIGSTOP and friends) rather than our trap.
+    group_stop: bool = False
+    # Held across requests (a frozen process) rather than for one request.
+    held: bool = False
+    saved_mask: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def _decode(status: int) -> tuple[str, int, int]:
+    """(kind, signal, event) of a waitpid status."""
+    if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+        return ("gone", 0, 0)
+    if os.WIFSTOPPED(status):
+        return ("stopped", os.WSTOPSIG(status), status >> 16)
+    return ("other", 0, 0)
+
+
+class Tracer:
+    """Owns all attachments; must be used from the thread that created it."""
+
+    def __init__(self, stop_timeout: float = STOP_TIMEOUT) -> None:
+        self._owner = threading.get_ident()
+        self.stop_timeout = stop_timeout
+        self._locks: dict[int, trio.Lock] = {}
+        self._lock_users: dict[int, int] = {}
+        self.attached: dict[int, Attachment] = {}
+        # Threads that did not stop in time: still seized, detached when they stop.
+        self._stuck: dict[int, Attachment] = {}
+        # Measured time threads spent stopped, for benchmarks: (count, seconds).
+        self.stopped_stats = [0, 0.0]
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _check_owner(self) -> None:
+        if threading.get_ident() != self._owner:
+            raise RuntimeError("ptrace used from a thread that does not own the attachments")
+
+    @asynccontextmanager
+    async def process_lock(self, tgid: int) -> AsyncIterator[None]:
+        """Serialise everything sigfs does to one process."""
+        lock = self._locks.get(tgid)
+        if lock is None:
+            lock = self._locks[tgid] = trio.Lock()
+        self._lock_users[tgid] = self._lock_users.get(tgid, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[tgid] -= 1
+            if self._lock_users[tgid] == 0:
+                del self._lock_users[tgid]
+                del self._locks[tgid]
+
+    # -- waiting -------------------------------------------------------------
+
+    def _poll(self, tid: int) -> int | None:
+        try:
+            pid, status = os.waitpid(tid, os.WNOHANG | pt.WALL)
+        except ChildProcessError:
+            raise TargetGone(tid) from None
+        return status if pid else None
+
+    async def wait(self, tid: int, timeout: float | None = None) -> int:
+        """The next waitpid status of a traced thread, without blocking trio."""
+        self._check_owner()
+        status = self._poll(tid)
+        if status is not None:
+            return status
+        spin_end = time.monotonic() + SPIN_SECONDS
+        while time.monotonic() < spin_end:
+            os.sched_yield()
+            status = self._poll(tid)
+            if status is not None:
+                return status
+        deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
+        delay = 0.0001
+        while True:
+            await trio.sleep(delay)
+            status = self._poll(tid)
+            if status is not None:
+                return status
+            if time.monotonic() > deadline:
+                raise StopTimeout(tid, self.stop_timeout if timeout is None else timeout)
+            delay = min(delay * 2, 0.01)
+
+    async def wait_trap(self, att: Attachment) -> None:
+        """Wait for the PTRACE_EVENT_STOP of an interrupt, passing on any
+        signal delivered meanwhile exactly as the kernel would have."""
+        while True:
+            status = await self.wait(att.tid)
+            kind, sig, event = _decode(status)
+            if kind == "gone":
+                self.attached.pop(att.tid, None)
+                raise TargetGone(att.tid)
+            if kind != "stopped":
+                continue
+            if event == pt.PTRACE_EVENT_STOP:
+                # SIGTRAP: our interrupt; a stop signal: the process is in group stop.
+                att.group_stop = sig in (
+                    signal.SIGSTOP,
+                    signal.SIGTSTP,
+                    signal.SIGTTIN,
+                    signal.SIGTTOU,
+                )
+                return
+            if event == 0 and sig != (signal.SIGTRAP | 0x80):
+                # Signal-delivery-stop that raced with our interrupt: let the
+                # signal through untouched; the interrupt trap follows.
+                pt.cont(att.tid, sig)
+                continue
+            # Any other event or a stray syscall stop: keep going to the trap.
+            pt.cont(att.tid, 0)
+
+    # -- attaching -----------------------------------------------------------
+
+    async def _attach(self, tgid: int, tid: int) -> Attachment:
+        try:
+            pt.seize(tid, pt.PTRACE_O_TRACESYSGOOD)
+        except pt.TraceError as exc:
+            if exc.errno == errno.ESRCH:
+                raise TargetGone(tid) from None
+            if exc.errno == errno.EPERM:
+                try:
+                    other = procfs.tracer_pid(tgid, tid)
+                except ProcessLookupError:
+                    raise TargetGone(tid) from None
+                if other:
+                    raise TargetBusy(tid, other) from None
+            raise
+        att = Attachment(tid=tid, tgid=tgid)
+        self.attached[tid] = att
+        try:
+            pt.interrupt(tid)
+            await self.wait_trap(att)
+        except StopTimeout:
+            self.attached.pop(tid, None)
+            self._stuck[tid] = att
+            raise
+        except BaseException:
+            self.attached.pop(tid, None)
+            raise
+        att.extra["stopped_at"] = time.monotonic()
+        return att
+
+    def _detach(self, att: Attachment) -> None:
+        self.attached.pop(att.tid, None)
+        started = att.extra.get("stopped_at")
+        if isinstance(started, float):
+            self.stopped_stats[0] += 1
+            self.stopped_stats[1] += time.monotonic() - started
+        try:
+            pt.detach(att.tid, att.withheld_signal)
+        except pt.TraceError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+            # ESRCH: it died (a SIGKILL); reap the exit so its parent sees it.
+            try:
+                self._poll(att.tid)
+            except TargetGone:
+                pass
+
+    @asynccontextmanager
+    async def stopped(self, tgid: int, tid: int) -> AsyncIterator[Attachment]:
+        """Hold thread ``tid`` of process ``tgid`` in a ptrace stop for the
+        duration of the block, then put it back exactly as it was.
+
+        A thread already held (frozen process) is used as it is and stays held.
+        """
+        self._check_owner()
+        async with self.process_lock(tgid):
+            held = self.attached.get(tid)
+            if held is not None:
+                yield held
+                return
+            with trio.CancelScope(shield=True):
+                att = await self._attach(tgid, tid)
+            try:
+                yield att
+            finally:
+                with trio.CancelScope(shield=True):
+                    self._detach(att)
+
+    async def hold(self, tgid: int, tid: int) -> Attachment:
+        """Seize and stop a thread and keep it stopped (freeze)."""
+        self._check_owner()
+        held = self.attached.get(tid)
+        if held is not None:
+            return held
+        with trio.CancelScope(shield=True):
+            att = await self._attach(tgid, tid)
+        att.held = True
+        return att
+
+    def release(self, att: Attachment) -> None:
+        """Detach a held thread; it runs on from where it stopped."""
+        self._check_owner()
+        self._detach(att)
+
+    # -- clean-up ------------------------------------------------------------
+
+    async def tend_stuck(self) -> None:
+        """Background task: detach threads that stopped after their request gave up."""
+        while True:
+            await trio.sleep(0.05)
+            self.reap_stuck()
+
+    def reap_stuck(self) -> None:
+        for tid, att in list(self._stuck.items()):
+            try:
+                status = self._poll(tid)
+            except TargetGone:
+                del self._stuck[tid]
+                continue
+            if status is None:
+                continue
+            kind, sig, event = _decode(status)
+            if kind == "gone":
+                del self._stuck[tid]
+                continue
+            if kind == "stopped" and event == 0 and sig != (signal.SIGTRAP | 0x80):
+                att.withheld_signal = sig  # a real signal: hand it back at detach
+            try:
+                pt.detach(tid, att.withheld_signal)
+            except pt.TraceError:
+                pass
+            del self._stuck[tid]
+
+    def detach_all(self, timeout: float = 1.0) -> list[int]:
+        """Put every attached thread back (shutdown).  Returns the tids that
+        could not be detached cleanly (they are released by the kernel when
+        this thread exits)."""
+        self._check_owner()
+        failed: list[int] = []
+        for att in list(self.attached.values()):
+            try:
+                self._detach(att)
+            except OSError:
+                failed.append(att.tid)
+        deadline = time.monotonic() + timeout
+        while self._stuck and time.monotonic() < deadline:
+            self.reap_stuck()
+            time.sleep(0.005)
+        failed.extend(self._stuck)
+        return failed
