@@ -18,6 +18,7 @@ is safe.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from sigfs import procfs
@@ -31,18 +32,27 @@ class Caller:
     uid: int
     gid: int
     privileged: bool
+    tgid: int = 0  # the caller's process (0: unknown)
 
 
 def _ids(field: str) -> list[int]:
     return [int(x) for x in field.split()]
 
 
+_yama_cache: list[float] = [0.0, 0.0]  # [checked at, scope]
+
+
 def _yama_scope() -> int:
-    try:
-        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 0
+    """Yama's ptrace_scope (0 without Yama), re-read at most once a second."""
+    now = time.monotonic()
+    if now - _yama_cache[0] > 1.0:
+        try:
+            with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+                _yama_cache[1] = int(f.read())
+        except (OSError, ValueError):
+            _yama_cache[1] = 0
+        _yama_cache[0] = now
+    return int(_yama_cache[1])
 
 
 def caller_of(pid: int, uid: int, gid: int) -> Caller:
@@ -58,8 +68,9 @@ def caller_of(pid: int, uid: int, gid: int) -> Caller:
             st = procfs.read_status(pid)
             real_uid = _ids(st["Uid"])[0]
             real_gid = _ids(st["Gid"])[0]
-            caps = int(st.get("CapEff", "0"), 16)
-            return Caller(pid, real_uid, real_gid, bool(caps >> CAP_SYS_PTRACE & 1))
+            caps = int(st.get("CapEff", "0") or "0", 16)
+            tgid = int(st["Tgid"])
+            return Caller(pid, real_uid, real_gid, bool(caps >> CAP_SYS_PTRACE & 1), tgid)
         except (ProcessLookupError, KeyError, ValueError):
             pass
     return Caller(pid, uid, gid, uid == 0)
@@ -78,22 +89,18 @@ def _is_descendant(pid: int, ancestor: int) -> bool:
     return pid == ancestor
 
 
-def traceable(caller: Caller, target: int, status: dict[str, str] | None = None) -> bool:
+def traceable(caller: Caller, target: int, status: procfs.Status | None = None) -> bool:
     """Could ``caller`` PTRACE_ATTACH to process ``target`` right now?"""
     try:
         st = status if status is not None else procfs.read_status(target)
     except ProcessLookupError:
         return False
-    if "VmSize" not in st or st.get("State", "").startswith(("Z", "X")):
+    if "VmSize" not in st or (st.get("State") or "").startswith(("Z", "X")):
         return False  # kernel thread (no mm) or zombie
-    if caller.pid > 0:
-        try:
-            if procfs.tgid_of(caller.pid) == target:
-                # A process may read its own /proc files; sigfs still lists
-                # it (the self-read guard refuses only ptrace-backed files).
-                return True
-        except ProcessLookupError:
-            pass
+    if caller.tgid == target:
+        # A process may read its own /proc files; sigfs still lists it (the
+        # self-read guard refuses only ptrace-backed files).
+        return True
     scope = _yama_scope()
     if scope >= 3:
         return False
@@ -111,9 +118,6 @@ def traceable(caller: Caller, target: int, status: dict[str, str] | None = None)
         return False
     if owner_uid != uids[1]:
         return False  # not dumpable: /proc/PID is shown as root's
-    if scope == 1 and caller.pid > 0:
-        try:
-            return _is_descendant(target, procfs.tgid_of(caller.pid))
-        except ProcessLookupError:
-            return False
+    if scope == 1 and caller.tgid > 0:
+        return _is_descendant(target, caller.tgid)
     return True

@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from sigfs import state
+from sigfs import procfs, state
 from sigfs.formats import action as action_fmt
 from sigfs.formats import altstack as altstack_fmt
 from sigfs.formats import pending as pending_fmt
@@ -53,19 +53,22 @@ class FileContext:
     pid: int  # the process (thread group)
     tid: int  # the thread the file is about (the leader under <pid>/)
     path: str  # for messages: "sig/pending" or "task/123/sig/pending"
+    # The leader's status as read by the permission check just before, when
+    # the file is about the leader: saves reading it again.
+    status: procfs.Status | None = None
 
     def log(self, message: str) -> None:
         self.errors.add(self.pid, self.path, message)
 
 
 async def load_blocked(ctx: FileContext) -> bytes:
-    mask = await state.read_blocked(ctx.tracer, ctx.pid, ctx.tid)
+    mask = state.blocked_mask(ctx.tracer, ctx.pid, ctx.tid, ctx.status)
     return (render_bitmap(mask) + "\n").encode()
 
 
 async def _load_pending(ctx: FileContext, shared: bool) -> bytes:
     try:
-        pending = await state.read_pending(ctx.tracer, ctx.pid, ctx.tid, shared)
+        pending = await state.read_pending(ctx.tracer, ctx.pid, ctx.tid, shared, ctx.status)
     except TargetBusy as exc:
         # What /proc can still tell: the bitmap.  Say why the queue is missing.
         ctx.log(f"{exc.strerror}; siginfo records not shown")

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import pyfuse3
 
-from sigfs import access, procfs
+from sigfs import __version__, access, procfs
 from sigfs.files import TREE, ErrorLog, FileContext
 from sigfs.tracer import Tracer
 from sigfs.tree import ROOT_INODE, Node, Place, decode, encode
@@ -26,6 +26,12 @@ from sigfs.tree import ROOT_INODE, Node, Place, decode, encode
 log = logging.getLogger("sigfs")
 
 TIMEOUT = 1.0  # entry/attr cache: the NOTES measured 0 s at 3x the cost
+FORMAT_VERSION = 1  # docs/FORMAT.md
+
+# Root-level files (fixed inodes below any computed one).
+VERSION_INODE = 2
+STATS_INODE = 3
+ROOT_FILES = {b"version": VERSION_INODE, b"stats": STATS_INODE}
 
 
 @contextmanager
@@ -60,7 +66,9 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
     def _caller(self, ctx: pyfuse3.RequestContext) -> access.Caller:
         return access.caller_of(ctx.pid, ctx.uid, ctx.gid)
 
-    def _check(self, ctx: pyfuse3.RequestContext, pid: int) -> dict[str, str]:
+    def _check(
+        self, ctx: pyfuse3.RequestContext, pid: int, caller: access.Caller | None = None
+    ) -> procfs.Status:
         """The process's status, or ENOENT if it is gone or not the caller's to see."""
         if pid == self.own_pid:
             raise pyfuse3.FUSEError(errno.ENOENT)
@@ -70,21 +78,46 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
             raise pyfuse3.FUSEError(errno.ENOENT) from None
         if int(st.get("Tgid", "0")) != pid:
             raise pyfuse3.FUSEError(errno.ENOENT)  # a thread id, not a process
-        if not access.traceable(self._caller(ctx), pid, st):
+        if not access.traceable(caller or self._caller(ctx), pid, st):
             # ENOENT rather than EACCES: like /proc with hidepid, another
             # user's processes are not shown at all.
             raise pyfuse3.FUSEError(errno.ENOENT)
         return st
 
+    def _root_file(self, inode: int) -> bytes:
+        if inode == VERSION_INODE:
+            return f"sigfs {__version__} format {FORMAT_VERSION}\n".encode()
+        count, seconds = self.tracer.stopped_stats
+        mean = seconds / count * 1e6 if count else 0.0
+        return (
+            f"stops {count}\n"
+            f"stopped_seconds {seconds:.6f}\n"
+            f"mean_stopped_us {mean:.1f}\n"
+            f"injected_syscalls {self.tracer.injected}\n"
+            f"attached_now {len(self.tracer.attached)}\n"
+        ).encode()
+
+    def _root_attrs(self, inode: int) -> pyfuse3.EntryAttributes:
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = inode
+        attr.entry_timeout = TIMEOUT
+        attr.attr_timeout = TIMEOUT
+        attr.st_mode = stat.S_IFREG | 0o444
+        attr.st_nlink = 1
+        attr.st_blksize = 4096
+        return attr
+
     def _resolve(self, inode: int) -> tuple[Node | None, int, int]:
         if inode == ROOT_INODE:
             return None, 0, 0
+        if inode in (VERSION_INODE, STATS_INODE):
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
         node_id, pid, tid = decode(inode)
         if not 1 <= node_id <= len(TREE.nodes):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return TREE.node(node_id), pid, tid
 
-    def _attrs(self, inode: int, node: Node | None, st: dict[str, str] | None) -> pyfuse3.EntryAttributes:
+    def _attrs(self, inode: int, node: Node | None, st: procfs.Status | None) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = inode
         attr.entry_timeout = TIMEOUT
@@ -117,6 +150,8 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
         with _fuse_errors("lookup"):
             sname = os.fsdecode(name)
             parent, pid, tid = self._resolve(parent_inode)
+            if parent is None and name in ROOT_FILES:
+                return self._root_attrs(ROOT_FILES[name])
             if parent is None:
                 if not sname.isdigit() or sname != str(int(sname)):
                     raise pyfuse3.FUSEError(errno.ENOENT)
@@ -139,6 +174,8 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
 
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         with _fuse_errors("getattr"):
+            if inode in (VERSION_INODE, STATS_INODE):
+                return self._root_attrs(inode)
             node, pid, tid = self._resolve(inode)
             if node is None:
                 return self._attrs(inode, None, None)
@@ -149,6 +186,8 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
 
     async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
         with _fuse_errors("access"):
+            if inode in (VERSION_INODE, STATS_INODE):
+                return not mode & os.W_OK
             node, pid, _ = self._resolve(inode)
             if node is not None:
                 self._check(ctx, pid)
@@ -166,6 +205,7 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
             node, pid, tid = self._resolve(inode)
             entries: list[tuple[bytes, int]] = []
             if node is None:
+                entries.extend(ROOT_FILES.items())
                 caller = self._caller(ctx)
                 for p in procfs.list_pids():
                     if p == self.own_pid:
@@ -193,8 +233,11 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
             entries = self._dirs.get(fh, [])
             for index in range(start_id, len(entries)):
                 name, inode = entries[index]
-                node, _, _ = self._resolve(inode)
-                attr = self._attrs(inode, node, None)
+                if inode in (VERSION_INODE, STATS_INODE):
+                    attr = self._root_attrs(inode)
+                else:
+                    node, _, _ = self._resolve(inode)
+                    attr = self._attrs(inode, node, None)
                 if not pyfuse3.readdir_reply(token, name, attr, index + 1):
                     break
 
@@ -205,11 +248,18 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
 
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         with _fuse_errors("open"):
+            if inode in (VERSION_INODE, STATS_INODE):
+                if flags & os.O_ACCMODE != os.O_RDONLY:
+                    raise pyfuse3.FUSEError(errno.EACCES)
+                fh = next(self._fh)
+                self._open[fh] = self._root_file(inode)
+                return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
             node, pid, tid = self._resolve(inode)
             if node is None or node.entry is None:
                 raise pyfuse3.FUSEError(errno.EISDIR)
             entry = node.entry
-            self._check(ctx, pid)
+            caller = self._caller(ctx)
+            st = self._check(ctx, pid, caller)
             if flags & os.O_ACCMODE != os.O_RDONLY and not entry.mode & 0o200:
                 raise pyfuse3.FUSEError(errno.EACCES)
             if node.place is Place.PROCESS:
@@ -217,17 +267,13 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
                 where = entry.path
             else:
                 where = f"task/{tid}/{entry.path}"
-            if entry.needs_ptrace and ctx.pid > 0:
-                try:
-                    caller_tgid = procfs.tgid_of(ctx.pid)
-                except ProcessLookupError:
-                    caller_tgid = 0
-                if caller_tgid == pid:
-                    # Stopping our own caller would hang it in D state inside
-                    # FUSE, unkillable, with the whole mount stalled.
-                    self.errors.add(pid, where, "a process cannot read its own ptrace-backed file")
-                    raise pyfuse3.FUSEError(errno.EDEADLK)
-            fctx = FileContext(self.tracer, self.errors, pid, tid, where)
+            if entry.needs_ptrace and caller.tgid == pid:
+                # Stopping our own caller would hang it in D state inside
+                # FUSE, unkillable, with the whole mount stalled.
+                self.errors.add(pid, where, "a process cannot read its own ptrace-backed file")
+                raise pyfuse3.FUSEError(errno.EDEADLK)
+            fctx = FileContext(self.tracer, self.errors, pid, tid, where,
+                               st if tid == pid else None)
             try:
                 data = await entry.load(fctx)
             except ProcessLookupError:

@@ -102,6 +102,7 @@ class Injection:
         self._saved_scratch = b""
         self._insn = 0
         self._dirty = False
+        self._safe_regs: pt.Regs | None = None
 
     async def __aenter__(self) -> Injection:
         self._saved_regs = pt.getregs(self.tid)
@@ -115,7 +116,7 @@ class Injection:
             sp = self._saved_regs.rsp
             self.scratch = (sp - RED_ZONE - self.scratch_size) & ~0x3F
             self._saved_scratch = os.pread(self._mem_fd, self.scratch_size, self.scratch)
-            pt.setsigmask(self.tid, ALL_SIGNALS)
+            self._safe_regs = released_regs(self._saved_regs)
         except BaseException:
             os.close(self._mem_fd)
             raise
@@ -141,6 +142,8 @@ class Injection:
             pt.setsigmask(self.tid, self._saved_mask)
         except pt.TraceError as exc:
             raise TargetGone(self.tid) from exc
+        finally:
+            self.tracer.masked.pop(self.tid, None)
         if self._dirty and (
             pt.regs_signed(self._saved_regs.orig_rax) >= 0 or self.att.group_stop
         ):
@@ -198,13 +201,28 @@ class Injection:
         regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = (
             pt.regs_unsigned(a) for a in full
         )
+        assert self._safe_regs is not None
         self._dirty = True
         with trio.CancelScope(shield=True):
+            # Unsafe window: from here to the exit stop the thread holds our
+            # registers and mask.  It is kept to the syscall itself.
+            pt.setsigmask(self.tid, ALL_SIGNALS)
+            self.tracer.masked[self.tid] = self._saved_mask
             pt.setregs(self.tid, regs)
-            await self._step_to_syscall_stop()  # entry
-            await self._step_to_syscall_stop()  # exit
-            result = pt.regs_signed(pt.getregs(self.tid).rax)
+            try:
+                await self._step_to_syscall_stop()  # entry
+                await self._step_to_syscall_stop()  # exit
+                result = pt.regs_signed(pt.getregs(self.tid).rax)
+                # Safe again: were the daemon killed now, the kernel would let
+                # the thread go with registers that continue it correctly.
+                pt.setregs(self.tid, self._safe_regs)
+                pt.setsigmask(self.tid, self._saved_mask)
+            except pt.TraceError as exc:
+                raise TargetGone(self.tid) from exc
+            finally:
+                self.tracer.masked.pop(self.tid, None)
         self.count += 1
+        self.tracer.injected += 1
         return result
 
     async def check(self, nr: int, *args: int) -> int:
@@ -213,6 +231,35 @@ class Injection:
         if -4096 < result < 0:
             raise OSError(-result, f"injected syscall {nr} in {self.tid}: {os.strerror(-result)}")
         return result
+
+
+ERESTARTSYS = -512
+ERESTARTNOINTR = -513
+ERESTARTNOHAND = -514
+ERESTART_RESTARTBLOCK = -516
+NR_RESTART_SYSCALL = 219
+
+
+def released_regs(saved: pt.Regs) -> pt.Regs:
+    """The registers a thread should hold if it were let go from a syscall
+    stop of ours: ``saved`` with the kernel's no-handler restart fix-up
+    (arch_do_signal_or_restart()) already applied, since returning from our
+    syscall's exit stop skips it.  Used between injected syscalls so that a
+    daemon killed at that moment leaves the thread correct."""
+    regs = pt.copy_regs(saved)
+    if pt.regs_signed(saved.orig_rax) < 0:
+        return regs
+    rax = pt.regs_signed(saved.rax)
+    if rax in (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND):
+        regs.rax = saved.orig_rax
+        regs.rip = saved.rip - 2
+    elif rax == ERESTART_RESTARTBLOCK:
+        regs.rax = NR_RESTART_SYSCALL
+        regs.rip = saved.rip - 2
+    else:
+        return regs
+    regs.orig_rax = ORIG_RAX_NONE
+    return regs
 
 
 # -- readers built on injection ---------------------------------------------

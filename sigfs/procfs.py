@@ -11,12 +11,59 @@ import errno
 import os
 
 
-def _read(path: str) -> str:
+def _read_bytes(path: str) -> bytes:
     try:
-        with open(path, "rb", buffering=0) as f:
-            return f.read().decode("utf-8", "replace")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 8192)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except ProcessLookupError:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _read(path: str) -> str:
+    return _read_bytes(path).decode("utf-8", "replace")
+
+
+class Status:
+    """``/proc/PID[/task/TID]/status``, read once and searched lazily.
+
+    Parsing all ~60 lines costs more than the read itself; callers want two or
+    three fields, so each lookup is a search in the raw bytes.  Supports the
+    dict operations sigfs uses: ``st[key]``, ``st.get(key, default)``, ``in``.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = b"\n" + raw
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        tag = b"\n" + key.encode() + b":"
+        at = self.raw.find(tag)
+        if at < 0:
+            return default
+        start = at + len(tag)
+        end = self.raw.find(b"\n", start)
+        return self.raw[start : end if end >= 0 else None].decode("utf-8", "replace").strip()
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
 
 
 def status_path(pid: int, tid: int | None = None) -> str:
@@ -25,17 +72,12 @@ def status_path(pid: int, tid: int | None = None) -> str:
     return f"/proc/{pid}/task/{tid}/status"
 
 
-def read_status(pid: int, tid: int | None = None) -> dict[str, str]:
-    """``/proc/PID[/task/TID]/status`` as a dict of stripped values."""
-    out: dict[str, str] = {}
-    for line in _read(status_path(pid, tid)).splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            out[key] = value.strip()
-    return out
+def read_status(pid: int, tid: int | None = None) -> Status:
+    """``/proc/PID[/task/TID]/status``; fields are looked up on demand."""
+    return Status(_read_bytes(status_path(pid, tid)))
 
 
-def hex_field(status: dict[str, str], key: str) -> int:
+def hex_field(status: Status, key: str) -> int:
     return int(status[key], 16)
 
 

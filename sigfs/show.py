@@ -49,7 +49,7 @@ async def _collect(pid: int, tid: int) -> list[str]:
     out: list[str] = []
     st = procfs.read_status(pid)
     out.append(f"process {pid} ({st.get('Name', '?')}), thread {tid}, state {st.get('State', '?')}")
-    blocked = await state.read_blocked(tracer, pid, tid)
+    blocked = state.blocked_mask(tracer, pid, tid)
     out.append(f"  blocked:        {_names(blocked)}")
     for label, shared in (("pending", False), ("shared pending", True)):
         try:

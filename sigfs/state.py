@@ -38,20 +38,36 @@ def live_thread(tgid: int) -> int:
     raise ProcessLookupError(errno.ESRCH, f"process {tgid} has no live thread")
 
 
-async def read_blocked(tracer: Tracer, tgid: int, tid: int) -> int:
-    """The blocked mask.  ``/proc`` shows it exactly; during an injection the
-    mask is ours, so a held thread reports the mask it will get back."""
-    async with tracer.process_lock(tgid):
-        return procfs.hex_field(procfs.read_status(tgid, tid), "SigBlk")
+def blocked_mask(
+    tracer: Tracer, tgid: int, tid: int, status: procfs.Status | None = None
+) -> int:
+    """The blocked mask, from ``/proc`` (``status``: the thread's, just read).
+
+    While sigfs injects a syscall the thread's mask is ours (everything
+    blocked), so the mask it will get back is reported instead.  Call this
+    without an ``await`` between reading ``status`` and the call: trio runs
+    one task at a time, so no injection can start or end in between.
+    """
+    saved = tracer.masked.get(tid)
+    if saved is not None:
+        return saved
+    st = status if status is not None else procfs.read_status(tgid, tid)
+    return procfs.hex_field(st, "SigBlk")
 
 
-async def read_pending(tracer: Tracer, tgid: int, tid: int, shared: bool) -> Pending:
+async def read_pending(
+    tracer: Tracer, tgid: int, tid: int, shared: bool, status: procfs.Status | None = None
+) -> Pending:
     """The thread's private queue, or with ``shared`` the process's queue:
-    the bitmap and every queued siginfo in queue order."""
+    the bitmap and every queued siginfo in queue order.  ``status`` (the
+    thread's, or any thread's for ``shared``) saves a read when given."""
     key = "ShdPnd" if shared else "SigPnd"
     if shared:
-        tid = live_thread(tgid)
-    mask = procfs.hex_field(procfs.read_status(tgid, tid), key)
+        tid = live_thread(tgid) if status is None else tgid
+        if status is not None and (status.get("State") or "").startswith(("Z", "X")):
+            tid = live_thread(tgid)
+    st = status if status is not None else procfs.read_status(tgid, tid)
+    mask = procfs.hex_field(st, key)
     if mask == 0 and tid not in tracer.attached:
         return Pending(0, ())  # nothing queued: no need to stop anyone
     async with tracer.stopped(tgid, tid):

@@ -110,7 +110,10 @@ class Tracer:
         # Threads that did not stop in time: still seized, detached when they stop.
         self._stuck: dict[int, Attachment] = {}
         # Measured time threads spent stopped, for benchmarks: (count, seconds).
-        self.stopped_stats = [0, 0.0]
+        self.stopped_stats: list[float] = [0, 0.0]
+        self.injected = 0
+        # tid -> the thread's own mask while an injection has everything blocked.
+        self.masked: dict[int, int] = {}
 
     # -- bookkeeping ---------------------------------------------------------
 

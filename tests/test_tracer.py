@@ -1,0 +1,229 @@
+"""Tracer and injection engine against real C targets (no FUSE)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import trio
+
+from sigfs import inject, procfs, state
+from sigfs import ptrace_raw as pt
+from sigfs.tracer import TargetBusy, TargetGone, Tracer
+
+
+def run(fn, *args):  # type: ignore[no-untyped-def]
+    return trio.run(fn, *args)
+
+
+def regs_tuple(regs: pt.Regs) -> tuple[int, ...]:
+    return tuple(getattr(regs, name) for name in pt.REGISTER_NAMES)
+
+
+def test_seize_interrupt_detach_leaves_thread_running(spawn) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("counter")
+
+    async def main() -> None:
+        tracer = Tracer()
+        for _ in range(50):
+            async with tracer.stopped(t.pid, t.pid) as att:
+                assert procfs.read_status(t.pid)["State"].startswith("t")
+                assert att.tid == t.pid
+        assert not tracer.attached
+
+    run(main)
+    st = procfs.read_status(t.pid)
+    assert st["TracerPid"] == "0"
+    assert not st["State"].startswith("t")
+    t.send("check")
+    assert "ok" in t.readline()
+
+
+def test_injection_restores_every_register_mask_and_byte(spawn) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("handlers")
+
+    async def main() -> None:
+        tracer = Tracer()
+        async with tracer.stopped(t.pid, t.pid) as att:
+            before = regs_tuple(pt.getregs(t.pid))
+            mask = pt.getsigmask(t.pid)
+            xstate = pt.getregset(t.pid, pt.NT_X86_XSTATE, 4096)
+            async with inject.Injection(tracer, att) as inj:
+                scratch = inj.scratch
+                with open(f"/proc/{t.pid}/mem", "rb", buffering=0) as mem:
+                    mem.seek(scratch)
+                    stack_before = mem.read(inj.scratch_size)
+                pid = await inj.check(inject.SYS["getpid"])
+                assert pid == t.pid
+                await inject.read_sigactions(inj)
+                # Between injected syscalls the thread is in its own state.
+                assert pt.getsigmask(t.pid) == mask
+            assert regs_tuple(pt.getregs(t.pid)) == before
+            assert pt.getsigmask(t.pid) == mask
+            assert pt.getregset(t.pid, pt.NT_X86_XSTATE, 4096) == xstate
+            with open(f"/proc/{t.pid}/mem", "rb", buffering=0) as mem:
+                mem.seek(scratch)
+                assert mem.read(inj.scratch_size) == stack_before
+
+    run(main)
+
+
+def test_sigactions_match_what_the_target_installed(spawn) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("handlers")
+    expected = {}
+    for line in t.act_lines:
+        fields = dict(kv.split("=", 1) for kv in line.split()[2:])
+        expected[int(line.split()[1])] = fields
+
+    async def main():  # type: ignore[no-untyped-def]
+        return await state.read_actions(Tracer(), t.pid)
+
+    actions = run(main)
+    for act in actions:
+        want = expected[act.signum]
+        assert act.handler == int(want["handler"], 16), act
+        assert act.flags == int(want["flags"], 16), act
+        assert act.restorer == int(want["restorer"], 16), act
+        bitmap = "".join("1" if act.mask >> k & 1 else "0" for k in range(64))
+        assert bitmap == want["mask"], act
+
+
+def test_altstack_matches_target(spawn) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("handlers")
+    alt = dict(kv.split("=", 1) for kv in t.altstack_line.split()[1:])
+
+    async def main():  # type: ignore[no-untyped-def]
+        return await state.read_altstack(Tracer(), t.pid, t.pid)
+
+    got = run(main)
+    assert got.sp == int(alt["sp"], 16)
+    assert got.size == int(alt["size"])
+    assert got.flags == int(alt["flags"])
+
+
+@pytest.mark.parametrize("mode", ["nanosleep", "read", "wait4", "waitid"])
+def test_reads_do_not_disturb_blocked_syscalls(spawn, mode) -> None:  # type: ignore[no-untyped-def]
+    args = ["nanosleep", "1500"] if mode == "nanosleep" else [mode]
+    t = spawn("sleeper", *args)
+
+    async def main() -> None:
+        tracer = Tracer()
+        deadline = time.monotonic() + 1.2
+        n = 0
+        while n < 1000 and time.monotonic() < deadline:
+            await state.read_pending(tracer, t.pid, t.pid, False)
+            async with tracer.stopped(t.pid, t.pid):
+                pass
+            n += 1
+        # Injection too: the thread is inside a syscall, the hardest case.
+        await state.read_altstack(tracer, t.pid, t.pid)
+        await state.read_actions(tracer, t.pid)
+
+    run(main)
+    if mode == "nanosleep":
+        line = t.readline(timeout=10)
+        assert "rc=0" in line, line
+        slept = int(line.split("ms=")[1].split()[0])
+        assert 1490 <= slept <= 1700, line
+    elif mode == "read":
+        t.send("write")
+        line = t.readline()
+        assert "rc=1" in line, line
+    else:
+        t.send("release")
+        line = t.readline()
+        assert "errno=0" in line and "rc=-1" not in line, line
+
+
+def test_signal_arriving_while_stopped_is_delivered_once(spawn) -> None:  # type: ignore[no-untyped-def]
+    """A signal sent while sigfs holds the thread (plain stop, or mid-injection
+    with everything blocked) is delivered exactly once after.  Standard
+    signals merge while pending, so each round waits for the delivery."""
+    t = spawn("counter")
+
+    def delivered() -> int:
+        t.send("sigs")
+        return int(t.readline().split()[1])
+
+    def wait_for(n: int) -> int:
+        deadline = time.monotonic() + 5
+        got = delivered()
+        while got < n and time.monotonic() < deadline:
+            time.sleep(0.001)
+            got = delivered()
+        return got
+
+    async def main() -> None:
+        tracer = Tracer()
+        expected = 0
+        for _ in range(30):
+            async with tracer.stopped(t.pid, t.pid):
+                os.kill(t.pid, signal.SIGUSR1)
+            expected += 1
+            assert wait_for(expected) == expected
+            async with tracer.stopped(t.pid, t.pid) as att:
+                async with inject.Injection(tracer, att) as inj:
+                    os.kill(t.pid, signal.SIGUSR1)
+                    await inj.check(inject.SYS["getpid"])
+            expected += 1
+            assert wait_for(expected) == expected
+
+    run(main)
+    time.sleep(0.05)
+    assert delivered() == 60
+
+
+def test_busy_when_traced_by_another(spawn) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("counter")
+    strace = subprocess.Popen(["strace", "-p", str(t.pid), "-o", "/dev/null"],
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while procfs.tracer_pid(t.pid) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        async def main() -> None:
+            with pytest.raises(TargetBusy) as info:
+                async with Tracer().stopped(t.pid, t.pid):
+                    pass
+            assert "strace" in str(info.value)
+
+        run(main)
+    finally:
+        strace.terminate()
+        strace.wait()
+
+
+def test_exited_process_is_reported_gone(spawn) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("counter")
+    t.kill()
+
+    async def main() -> None:
+        with pytest.raises((TargetGone, ProcessLookupError)):
+            await state.read_actions(Tracer(), t.pid)
+
+    run(main)
+
+
+def test_peeksiginfo_private_and_shared_queues(spawn) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("forker")
+    os.kill(t.pid, signal.SIGUSR1)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(234, t.pid, t.pid, signal.SIGUSR2) == 0  # tgkill: private queue
+
+    async def main():  # type: ignore[no-untyped-def]
+        tracer = Tracer()
+        return (await state.read_pending(tracer, t.pid, t.pid, False),
+                await state.read_pending(tracer, t.pid, t.pid, True))
+
+    private, shared = run(main)
+    kernel = t.sigmask_fields()
+    assert private.mask == kernel["SigPnd"]
+    assert shared.mask == kernel["ShdPnd"]
+    assert [si.signo for si in private.queue] == [signal.SIGUSR2]
+    assert signal.SIGUSR1 in [si.signo for si in shared.queue]
+    assert signal.SIGCHLD in [si.signo for si in shared.queue]
