@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PKGS := fuse3 libfuse3-dev pkg-config gcc gdb
+APT_PKGS := fuse3 libfuse3-dev pkg-config gcc gdb strace
 STAMP := $(VENV)/.installed
 
 .PHONY: all deps venv test demo bench lint clean install-helper

@@ -6,6 +6,7 @@ Loaders return the whole file as bytes; the FUSE layer renders once per open
 
 from __future__ import annotations
 
+import errno
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -102,6 +103,30 @@ async def load_errors(ctx: FileContext) -> bytes:
     return ctx.errors.text(ctx.pid).encode()
 
 
+async def load_ctl(ctx: FileContext) -> bytes:
+    return b"frozen\n" if ctx.tracer.is_frozen(ctx.pid) else b"running\n"
+
+
+CTL_MAX = 64
+
+
+async def store_ctl(ctx: FileContext, data: bytes) -> None:
+    """``freeze`` stops every thread (no signal the process can see);
+    ``thaw`` lets them run on exactly where they were."""
+    if len(data) > CTL_MAX:
+        raise OSError(errno.EINVAL, f"ctl takes one word (freeze or thaw), got {len(data)} bytes")
+    words = data.decode("utf-8", "replace").split()
+    if len(words) != 1 or words[0] not in ("freeze", "thaw"):
+        shown = data[:32].decode("utf-8", "replace").strip()
+        raise OSError(errno.EINVAL, f"ctl: expected 'freeze' or 'thaw', got {shown!r}")
+    if words[0] == "freeze":
+        tids = await ctx.tracer.freeze(ctx.pid)
+        ctx.log(f"frozen ({len(tids)} threads)")
+    else:
+        n = await ctx.tracer.thaw(ctx.pid)
+        ctx.log(f"thawed ({n} threads)" if n else "thaw: was not frozen")
+
+
 ENTRIES: list[Entry] = [
     Entry("sig/action", Scope.PROCESS, load_action, True,
           "the 64 sigactions: signum flags mask handler restorer"),
@@ -115,6 +140,8 @@ ENTRIES: list[Entry] = [
           "threads blocked in wait4/waitid: options tid awaited-pid"),
     Entry("errors", Scope.PROCESS, load_errors, False,
           "recent error messages about this process, newest last"),
+    Entry("ctl", Scope.PROCESS, load_ctl, True,
+          "running or frozen; write freeze or thaw", mode=0o644, store=store_ctl),
 ]
 
 TREE = Tree(ENTRIES)

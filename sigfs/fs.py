@@ -21,7 +21,7 @@ import pyfuse3
 from sigfs import __version__, access, procfs
 from sigfs.files import TREE, ErrorLog, FileContext
 from sigfs.tracer import Tracer
-from sigfs.tree import ROOT_INODE, Node, Place, decode, encode
+from sigfs.tree import ROOT_INODE, Entry, Node, Place, decode, encode
 
 log = logging.getLogger("sigfs")
 
@@ -57,6 +57,7 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
         self.tracer = tracer or Tracer()
         self.errors = ErrorLog()
         self._open: dict[int, bytes] = {}
+        self._writers: dict[int, tuple[Entry, FileContext]] = {}
         self._dirs: dict[int, list[tuple[bytes, int]]] = {}
         self._fh = itertools.count(1)
         self.own_pid = os.getpid()
@@ -260,7 +261,8 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
             entry = node.entry
             caller = self._caller(ctx)
             st = self._check(ctx, pid, caller)
-            if flags & os.O_ACCMODE != os.O_RDONLY and not entry.mode & 0o200:
+            writing = flags & os.O_ACCMODE != os.O_RDONLY
+            if writing and entry.store is None:
                 raise pyfuse3.FUSEError(errno.EACCES)
             if node.place is Place.PROCESS:
                 tid = pid
@@ -274,6 +276,10 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
                 raise pyfuse3.FUSEError(errno.EDEADLK)
             fctx = FileContext(self.tracer, self.errors, pid, tid, where,
                                st if tid == pid else None)
+            if writing:
+                fh = next(self._fh)
+                self._writers[fh] = (entry, fctx)
+                return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
             try:
                 data = await entry.load(fctx)
             except ProcessLookupError:
@@ -292,8 +298,44 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
                 raise pyfuse3.FUSEError(errno.EBADF)
             return data[off : off + size]
 
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        with _fuse_errors("write"):
+            writer = self._writers.get(fh)
+            if writer is None:
+                raise pyfuse3.FUSEError(errno.EBADF)
+            entry, fctx = writer
+            assert entry.store is not None
+            try:
+                await entry.store(fctx, bytes(buf))
+            except ProcessLookupError:
+                raise pyfuse3.FUSEError(errno.ESRCH) from None
+            except OSError as exc:
+                fctx.log(f"write refused: {exc.strerror or exc}")
+                raise
+            return len(buf)
+
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        # Only the truncation that `>` asks for is accepted (and means
+        # nothing: the next write replaces the state).
+        with _fuse_errors("setattr"):
+            node, pid, _ = self._resolve(inode)
+            if node is None or node.entry is None or node.entry.store is None:
+                raise pyfuse3.FUSEError(errno.EPERM)
+            if fields.update_mode or fields.update_uid or fields.update_gid:
+                raise pyfuse3.FUSEError(errno.EPERM)
+            st = self._check(ctx, pid)
+            return self._attrs(inode, node, st)
+
     async def release(self, fh: int) -> None:
         self._open.pop(fh, None)
+        self._writers.pop(fh, None)
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         data = pyfuse3.StatvfsData()

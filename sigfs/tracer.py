@@ -114,6 +114,8 @@ class Tracer:
         self.injected = 0
         # tid -> the thread's own mask while an injection has everything blocked.
         self.masked: dict[int, int] = {}
+        # Frozen processes: tgid -> the threads held stopped.
+        self.frozen: dict[int, list[Attachment]] = {}
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -246,25 +248,34 @@ class Tracer:
                 pass
 
     @asynccontextmanager
-    async def stopped(self, tgid: int, tid: int) -> AsyncIterator[Attachment]:
+    async def stopped(self, tgid: int, tid: int, lock: bool = True) -> AsyncIterator[Attachment]:
         """Hold thread ``tid`` of process ``tgid`` in a ptrace stop for the
         duration of the block, then put it back exactly as it was.
 
         A thread already held (frozen process) is used as it is and stays held.
         """
         self._check_owner()
-        async with self.process_lock(tgid):
-            held = self.attached.get(tid)
-            if held is not None:
-                yield held
-                return
-            with trio.CancelScope(shield=True):
-                att = await self._attach(tgid, tid)
-            try:
+        if not lock:
+            async with self._stopped_unlocked(tgid, tid) as att:
                 yield att
-            finally:
-                with trio.CancelScope(shield=True):
-                    self._detach(att)
+            return
+        async with self.process_lock(tgid):
+            async with self._stopped_unlocked(tgid, tid) as att:
+                yield att
+
+    @asynccontextmanager
+    async def _stopped_unlocked(self, tgid: int, tid: int) -> AsyncIterator[Attachment]:
+        held = self.attached.get(tid)
+        if held is not None:
+            yield held
+            return
+        with trio.CancelScope(shield=True):
+            att = await self._attach(tgid, tid)
+        try:
+            yield att
+        finally:
+            with trio.CancelScope(shield=True):
+                self._detach(att)
 
     async def hold(self, tgid: int, tid: int) -> Attachment:
         """Seize and stop a thread and keep it stopped (freeze)."""
@@ -281,6 +292,66 @@ class Tracer:
         """Detach a held thread; it runs on from where it stopped."""
         self._check_owner()
         self._detach(att)
+
+    # -- whole processes -----------------------------------------------------
+
+    def is_frozen(self, tgid: int) -> bool:
+        return tgid in self.frozen
+
+    async def freeze(self, tgid: int) -> list[int]:
+        """Stop every thread of ``tgid`` and keep them stopped, with no signal
+        the process could see.  Threads born while freezing are caught: the
+        thread list is read again until a pass finds no new thread (once all
+        known threads are stopped, none can clone).  All or nothing: on any
+        failure the threads already held are let go."""
+        self._check_owner()
+        async with self.process_lock(tgid):
+            if tgid in self.frozen:
+                return [a.tid for a in self.frozen[tgid]]
+            held: list[Attachment] = []
+            skipped: set[int] = set()
+            try:
+                while True:
+                    new = [t for t in procfs.list_tids(tgid)
+                           if t not in self.attached and t not in skipped]
+                    if not new:
+                        break
+                    for tid in new:
+                        try:
+                            state = procfs.read_status(tgid, tid).get("State") or ""
+                        except ProcessLookupError:
+                            state = "X"
+                        if state.startswith(("Z", "X")):
+                            skipped.add(tid)  # an exited thread: nothing to stop
+                            continue
+                        try:
+                            held.append(await self.hold(tgid, tid))
+                        except TargetGone:
+                            if tid == tgid:
+                                raise
+                            skipped.add(tid)  # a thread that exited meanwhile
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    for att in held:
+                        try:
+                            self._detach(att)
+                        except OSError:
+                            pass
+                raise
+            self.frozen[tgid] = held
+            return [a.tid for a in held]
+
+    async def thaw(self, tgid: int) -> int:
+        """Let every thread of a frozen process run on, exactly where it was."""
+        self._check_owner()
+        async with self.process_lock(tgid):
+            held = self.frozen.pop(tgid, None)
+            if held is None:
+                return 0
+            with trio.CancelScope(shield=True):
+                for att in held:
+                    self._detach(att)
+            return len(held)
 
     # -- clean-up ------------------------------------------------------------
 
@@ -317,6 +388,7 @@ class Tracer:
         this thread exits)."""
         self._check_owner()
         failed: list[int] = []
+        self.frozen.clear()
         for att in list(self.attached.values()):
             try:
                 self._detach(att)

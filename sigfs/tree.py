@@ -45,6 +45,8 @@ class Entry:
     needs_ptrace: bool
     doc: str
     mode: int = 0o444
+    # Applies one write(2) of text to the process; raises OSError to refuse.
+    store: Callable[[FileContext, bytes], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
