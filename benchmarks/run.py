@@ -84,7 +84,7 @@ def bench_signal_files(n: int) -> None:
               "   (aim <= 1.3x)")
         print(f"  sig/pending (1 queued)      {pending * us:8.1f}  {pending / floor:5.2f}x"
               "   (aim <= 2x)")
-        print(f"  sig/shared_pending (3)      {shared * us:8.1f}  {shared / floor:5.2f}x")
+        print(f"  sig/shared_pending (1)      {shared * us:8.1f}  {shared / floor:5.2f}x")
         print(f"  sig/action (64 injected)    {action * us:8.1f}  {action / floor:5.2f}x")
         print(f"  target stopped per pending read: {stopped * us:.1f} us over {stops:.0f} stops"
               "   (aim < 100 us)")

@@ -4,6 +4,7 @@
     sigfs MOUNTPOINT -o OPTS                     the form mount.fuse3 runs
     sigfs umount MOUNTPOINT
     sigfs show PID                               the signal state, for people
+    sigfs checkpoint PID DIR [--leave-running]   freeze, copy the state out, kill or thaw
 
 User errors are one line on stderr and a non-zero exit code.
 """
@@ -17,7 +18,7 @@ import sys
 
 from sigfs import __version__
 
-COMMANDS = ("mount", "umount", "unmount", "show", "checkpoint", "restore")
+COMMANDS = ("mount", "umount", "unmount", "show", "checkpoint")
 
 
 def _split_opts(values: list[str] | None) -> list[str]:
@@ -47,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("umount", aliases=["unmount"], help="unmount MOUNTPOINT")
     u.add_argument("mountpoint")
 
+    c = sub.add_parser("checkpoint", help="freeze PID and copy its state into DIR")
+    c.add_argument("pid", type=int)
+    c.add_argument("dir")
+    c.add_argument("--leave-running", action="store_true",
+                   help="thaw the process afterwards instead of killing it")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+
     s = sub.add_parser("show", help="print a process's signal state for people")
     s.add_argument("pid", type=int)
     s.add_argument("--tid", type=int, help="a thread other than the leader")
@@ -74,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                          args.debug, args.log)
     if args.command in ("umount", "unmount"):
         return _umount(args.mountpoint)
+    if args.command == "checkpoint":
+        from sigfs.checkpoint import main as checkpoint_main
+
+        return checkpoint_main(args.pid, args.dir, args.leave_running, args.quiet)
     if args.command == "show":
         from sigfs.show import run_show
 
@@ -83,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _umount(mountpoint: str) -> int:
+    from sigfs.procfs import is_mounted
+
     mountpoint = os.path.abspath(mountpoint)
-    if not os.path.ismount(mountpoint):
+    if not is_mounted(mountpoint):
         print(f"sigfs: {mountpoint} is not mounted", file=sys.stderr)
         return 1
     res = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True)

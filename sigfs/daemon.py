@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import pyfuse3
 import trio
 
+from sigfs import procfs
 from sigfs.fs import SigFS
 
 log = logging.getLogger("sigfs")
@@ -50,10 +51,11 @@ def fuse_options(opts: Iterable[str], debug: bool) -> set[str]:
 
 
 def _check_mountpoint(mountpoint: str) -> None:
+    if procfs.is_mounted(mountpoint):
+        raise MountError(f"{mountpoint} is already a mount point "
+                         f"(a dead one? fusermount3 -u {mountpoint})")
     if not os.path.isdir(mountpoint):
         raise MountError(f"mount point {mountpoint} is not a directory")
-    if os.path.ismount(mountpoint):
-        raise MountError(f"{mountpoint} is already a mount point")
     if not os.path.exists("/dev/fuse"):
         raise MountError("/dev/fuse is missing (load the fuse module: modprobe fuse)")
 
@@ -127,6 +129,7 @@ def run_mount(mountpoint: str, opts: list[str], foreground: bool, debug: bool, l
     if pid == 0:  # the daemon
         os.close(rfd)
         os.setsid()
+        os.chdir("/")  # keep no caller's directory busy
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
         if logfile:

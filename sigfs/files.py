@@ -11,7 +11,13 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from sigfs import procfs, state
+from sigfs import image, procfs, state
+from sigfs.formats import fds as fds_fmt
+from sigfs.formats import fpu as fpu_fmt
+from sigfs.formats import mm as mm_fmt
+from sigfs.formats import regs as regs_fmt
+from sigfs.formats import status as status_fmt
+from sigfs.pages import PagesStream, StreamReader, dumpable_vmas
 from sigfs.formats import action as action_fmt
 from sigfs.formats import altstack as altstack_fmt
 from sigfs.formats import pending as pending_fmt
@@ -28,23 +34,38 @@ class ErrorLog:
         self._logs: OrderedDict[int, deque[str]] = OrderedDict()
         self._per_process = per_process
         self._processes = processes
+        self._started: dict[int, int] = {}
+
+    def _instance(self, pid: int) -> int:
+        try:
+            return procfs.start_time(pid)
+        except (ProcessLookupError, ValueError, IndexError):
+            return -1
 
     def add(self, pid: int, where: str, message: str) -> None:
+        started = self._instance(pid)
+        if self._started.get(pid) != started:
+            self._logs.pop(pid, None)  # a new process with a reused pid
+            self._started[pid] = started
         log = self._logs.get(pid)
         if log is None:
             log = self._logs[pid] = deque(maxlen=self._per_process)
             while len(self._logs) > self._processes:
-                self._logs.popitem(last=False)
+                old, _ = self._logs.popitem(last=False)
+                self._started.pop(old, None)
         self._logs.move_to_end(pid)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         log.append(f"{stamp} {where}: {message}")
 
     def text(self, pid: int) -> str:
+        if pid in self._started and self._started[pid] != self._instance(pid):
+            self.forget(pid)
         log = self._logs.get(pid)
         return "".join(line + "\n" for line in log) if log else ""
 
     def forget(self, pid: int) -> None:
         self._logs.pop(pid, None)
+        self._started.pop(pid, None)
 
 
 @dataclass
@@ -103,6 +124,36 @@ async def load_errors(ctx: FileContext) -> bytes:
     return ctx.errors.text(ctx.pid).encode()
 
 
+async def load_regs(ctx: FileContext) -> bytes:
+    return regs_fmt.render(await image.read_regs(ctx.tracer, ctx.pid, ctx.tid)).encode()
+
+
+async def load_fpu(ctx: FileContext) -> bytes:
+    return fpu_fmt.render(await image.read_fpu(ctx.tracer, ctx.pid, ctx.tid)).encode()
+
+
+async def load_status(ctx: FileContext) -> bytes:
+    return status_fmt.render(await image.read_status(ctx.tracer, ctx.pid)).encode()
+
+
+async def load_fds(ctx: FileContext) -> bytes:
+    return fds_fmt.render(image.read_fds(ctx.pid)).encode()
+
+
+async def load_mm(ctx: FileContext) -> bytes:
+    return mm_fmt.render(await image.read_mm(ctx.tracer, ctx.pid)).encode()
+
+
+async def load_none(ctx: FileContext) -> bytes:
+    raise OSError(errno.EINVAL, "this file is a stream")
+
+
+async def open_pages(ctx: FileContext) -> StreamReader:
+    maps = procfs.read_maps(ctx.pid)
+    stream = PagesStream(ctx.pid, dumpable_vmas(maps))
+    return StreamReader(stream.chunks(), on_close=stream)
+
+
 async def load_ctl(ctx: FileContext) -> bytes:
     return b"frozen\n" if ctx.tracer.is_frozen(ctx.pid) else b"running\n"
 
@@ -140,6 +191,13 @@ ENTRIES: list[Entry] = [
           "threads blocked in wait4/waitid: options tid awaited-pid"),
     Entry("errors", Scope.PROCESS, load_errors, False,
           "recent error messages about this process, newest last"),
+    Entry("regs", Scope.THREAD, load_regs, True, "general registers and syscall state"),
+    Entry("fpu", Scope.THREAD, load_fpu, True, "FPU/SSE/AVX state and the whole xsave area"),
+    Entry("status", Scope.PROCESS, load_status, True, "ids, credentials, limits, settings"),
+    Entry("fds", Scope.PROCESS, load_fds, False, "open file descriptors, cwd and root"),
+    Entry("mm", Scope.PROCESS, load_mm, True, "mm fields, auxv and every VMA"),
+    Entry("pages", Scope.PROCESS, load_none, True, "memory contents (binary stream)",
+          open_stream=open_pages),
     Entry("ctl", Scope.PROCESS, load_ctl, True,
           "running or frozen; write freeze or thaw", mode=0o644, store=store_ctl),
 ]

@@ -20,6 +20,7 @@ import pyfuse3
 
 from sigfs import __version__, access, procfs
 from sigfs.files import TREE, ErrorLog, FileContext
+from sigfs.pages import StreamReader
 from sigfs.tracer import Tracer
 from sigfs.tree import ROOT_INODE, Entry, Node, Place, decode, encode
 
@@ -58,6 +59,7 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
         self.errors = ErrorLog()
         self._open: dict[int, bytes] = {}
         self._writers: dict[int, tuple[Entry, FileContext]] = {}
+        self._streams: dict[int, StreamReader] = {}
         self._dirs: dict[int, list[tuple[bytes, int]]] = {}
         self._fh = itertools.count(1)
         self.own_pid = os.getpid()
@@ -280,6 +282,15 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
                 fh = next(self._fh)
                 self._writers[fh] = (entry, fctx)
                 return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+            if entry.open_stream is not None:
+                try:
+                    reader = await entry.open_stream(fctx)
+                except ProcessLookupError:
+                    raise pyfuse3.FUSEError(errno.ENOENT) from None
+                fh = next(self._fh)
+                self._streams[fh] = reader
+                return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False,
+                                        nonseekable=True)
             try:
                 data = await entry.load(fctx)
             except ProcessLookupError:
@@ -295,7 +306,10 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
         with _fuse_errors("read"):
             data = self._open.get(fh)
             if data is None:
-                raise pyfuse3.FUSEError(errno.EBADF)
+                reader = self._streams.get(fh)
+                if reader is None:
+                    raise pyfuse3.FUSEError(errno.EBADF)
+                return reader.read(off, size)
             return data[off : off + size]
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
@@ -336,6 +350,9 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
     async def release(self, fh: int) -> None:
         self._open.pop(fh, None)
         self._writers.pop(fh, None)
+        reader = self._streams.pop(fh, None)
+        if reader is not None:
+            reader.close()
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         data = pyfuse3.StatvfsData()

@@ -37,6 +37,9 @@ from sigfs.tracer import Attachment, TargetGone, Tracer
 SYSCALL_INSN = b"\x0f\x05"
 RED_ZONE = 128
 SCRATCH_SIZE = 512
+# Stops other than ours tolerated while stepping one syscall (a SIGSTOP, a
+# fault): past this the instruction is not what we thought.
+MAX_STRAY_STOPS = 16
 # Every signal; the kernel silently keeps SIGKILL and SIGSTOP deliverable.
 ALL_SIGNALS = 0xFFFFFFFFFFFFFFFF & ~((1 << (signal.SIGKILL - 1)) | (1 << (signal.SIGSTOP - 1)))
 ORIG_RAX_NONE = 0xFFFFFFFFFFFFFFFF
@@ -169,7 +172,7 @@ class Injection:
 
     async def _step_to_syscall_stop(self) -> None:
         pt.syscall(self.tid, 0)
-        while True:
+        for _ in range(MAX_STRAY_STOPS):
             status = await self.tracer.wait(self.tid)
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                 self.tracer.attached.pop(self.tid, None)
@@ -186,6 +189,7 @@ class Injection:
             elif event == 0 and not self.att.withheld_signal:
                 self.att.withheld_signal = sig  # hand it back on detach
             pt.syscall(self.tid, 0)
+        raise InjectionError(0, f"thread {self.tid} never reached the injected syscall's stop")
 
     async def syscall(self, nr: int, *args: int) -> int:
         """Run syscall ``nr`` with up to six arguments; returns the raw result

@@ -137,3 +137,26 @@ def owner_of(pid: int) -> tuple[int, int]:
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
     return st.st_uid, st.st_gid
+
+
+def read_maps(pid: int) -> str:
+    return _read(f"/proc/{pid}/maps")
+
+
+def is_mounted(path: str) -> bool:
+    """Whether ``path`` is a mount point per the mount table.  Unlike
+    ``os.path.ismount`` this sees a FUSE mount whose daemon died (stat fails
+    with ENOTCONN there)."""
+    path = os.path.abspath(path)
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 1 and fields[1].replace("\\040", " ") == path:
+                return True
+    return False
+
+
+def start_time(pid: int) -> int:
+    """Field 22 of /proc/PID/stat: tells a process from a later one with its pid."""
+    text = _read(f"/proc/{pid}/stat")
+    return int(text[text.rindex(")") + 2 :].split()[19])

@@ -202,6 +202,11 @@ class Tracer:
     # -- attaching -----------------------------------------------------------
 
     async def _attach(self, tgid: int, tid: int) -> Attachment:
+        if tid in self._stuck:
+            self.reap_stuck()
+            if tid in self._stuck:
+                # Still seized by us from a request that gave up: not "busy".
+                raise StopTimeout(tid, self.stop_timeout)
         try:
             pt.seize(tid, pt.PTRACE_O_TRACESYSGOOD)
         except pt.TraceError as exc:

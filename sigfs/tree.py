@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sigfs.files import FileContext
+    from sigfs.pages import StreamReader
 
 ROOT_INODE = 1
 PID_BITS = 22
@@ -47,6 +48,8 @@ class Entry:
     mode: int = 0o444
     # Applies one write(2) of text to the process; raises OSError to refuse.
     store: Callable[[FileContext, bytes], Awaitable[None]] | None = None
+    # For streams too large to render at open (pages): a sequential reader.
+    open_stream: Callable[[FileContext], Awaitable[StreamReader]] | None = None
 
 
 @dataclass(frozen=True)

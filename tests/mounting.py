@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sigfs.procfs import is_mounted
+
 SIGFS = str(Path(sys.executable).parent / "sigfs")
 
 
@@ -56,7 +58,7 @@ def start_mount(path: str | None = None, options: tuple[str, ...] = (), debug: b
 
 
 def stop_mount(m: Mount) -> None:
-    if os.path.ismount(m.path):
+    if is_mounted(m.path):
         subprocess.run(["fusermount3", "-u", "-z", m.path], capture_output=True)
     try:
         m.proc.wait(timeout=10)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from mounting import SIGFS
 
+from sigfs.procfs import is_mounted
+
 pytestmark = pytest.mark.mount
 
 
@@ -22,8 +24,7 @@ def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 
 
 def mounted(path: str) -> bool:
-    with open("/proc/mounts") as f:
-        return any(line.split()[1] == path for line in f)
+    return is_mounted(path)
 
 
 def daemon_pids(path: str) -> list[int]:

@@ -36,10 +36,12 @@ def test_root_lists_processes_and_tree(mnt, spawn) -> None:  # type: ignore[no-u
     t = spawn("counter")
     assert str(t.pid) in os.listdir(mnt.path)
     base = os.path.join(mnt.path, str(t.pid))
-    assert sorted(os.listdir(base)) == ["errors", "sig", "task"]
+    assert sorted(os.listdir(base)) == [
+        "ctl", "errors", "fds", "fpu", "mm", "pages", "regs", "sig", "status", "task"]
     assert sorted(os.listdir(base + "/sig")) == [
         "action", "altstack", "blocked", "pending", "shared_pending", "waiters"]
     assert [int(x) for x in os.listdir(base + "/task")] == t.tids()
+    assert sorted(os.listdir(f"{base}/task/{t.pid}")) == ["fpu", "regs", "sig"]
     tsig = f"{base}/task/{t.pid}/sig"
     assert sorted(os.listdir(tsig)) == ["altstack", "blocked", "pending"]
     with pytest.raises(FileNotFoundError):

@@ -1,0 +1,238 @@
+"""``sigfs checkpoint PID DIR [--leave-running]``.
+
+Freezes every thread, writes each file of the process's tree into ``DIR``
+(same names, same bytes as a copy of the mounted tree, through the same
+loaders), streams ``pages``, writes ``DIR/MANIFEST`` with a checksum per file,
+then kills the process or, with ``--leave-running``, thaws it.
+
+The image is built in ``DIR.partial`` and renamed to ``DIR`` only when whole:
+a target that exits mid-checkpoint, or any other failure, leaves no half image
+presented as whole.  The process is thawed on every failure path.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+import trio
+
+from sigfs import __version__, procfs
+from sigfs.files import TREE, ErrorLog, FileContext
+from sigfs.formats import manifest as manifest_fmt
+from sigfs.formats.fpu import Fpu
+from sigfs.image import read_fpu
+from sigfs.pages import PagesStream, dumpable_vmas
+from sigfs.tracer import Tracer
+from sigfs.tree import Node, Place
+
+# Files that describe the mount, not the process: not part of an image.
+NOT_STATE = {"errors"}
+
+
+class CheckpointError(Exception):
+    pass
+
+
+@dataclass
+class Progress:
+    """A progress line on stderr, shown only when the copy takes a while."""
+
+    enabled: bool
+    started: float = field(default_factory=time.monotonic)
+    _last: float = 0.0
+    shown: bool = False
+
+    def update(self, what: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.started < 0.5 or now - self._last < 0.1:
+            return
+        self._last = now
+        self.shown = True
+        pct = 100.0 * done / total if total else 100.0
+        width = 30
+        filled = int(width * min(pct, 100.0) / 100)
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(f"\rsigfs checkpoint: {what:<8} [{bar}] {pct:5.1f}% "
+                         f"{done >> 20} / {total >> 20} MiB")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+@dataclass
+class Result:
+    path: str
+    files: int
+    bytes: int
+    pages: int
+    frozen_seconds: float
+    seconds: float
+
+
+def _image_files(tids: list[int]) -> list[tuple[str, Node, int | None]]:
+    """(relative path, node, tid or None for the leader) in tree order."""
+    out: list[tuple[str, Node, int | None]] = []
+    for node in TREE.nodes:
+        if node.entry is None or node.entry.path in NOT_STATE:
+            continue
+        if node.place is Place.PROCESS:
+            out.append((node.entry.path, node, None))
+    for tid in tids:
+        for node in TREE.nodes:
+            if node.entry is not None and node.place is Place.TASK:
+                out.append((f"task/{tid}/{node.entry.path}", node, tid))
+    return out
+
+
+def _write(path: str, data: bytes) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress) -> tuple[int, int, int]:
+    tids = sorted(a.tid for a in tracer.frozen[pid])
+    errors = ErrorLog()
+    files: list[tuple[str, int, str]] = []
+    total = 0
+    pages_count = 0
+    for rel, node, tid in _image_files(tids):
+        entry = node.entry
+        assert entry is not None
+        ctx = FileContext(tracer, errors, pid, tid or pid, rel)
+        dest = os.path.join(tmp, rel)
+        if entry.open_stream is not None:
+            stream = PagesStream(pid, dumpable_vmas(procfs.read_maps(pid)))
+            digest = hashlib.sha256()
+            size = 0
+            os.makedirs(os.path.dirname(dest) or tmp, exist_ok=True)
+            with stream, open(dest, "wb") as out:
+                for chunk in stream.chunks():
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    progress.update("pages", stream.bytes_scanned, stream.bytes_planned)
+            pages_count = stream.total_pages
+            files.append((rel, size, digest.hexdigest()))
+            total += size
+            continue
+        data = await entry.load(ctx)
+        files.append((rel, len(data), _write(dest, data)))
+        total += len(data)
+    fpu: Fpu = await read_fpu(tracer, pid, pid)
+    manifest = manifest_fmt.Manifest(
+        format_version=1,
+        sigfs_version=__version__,
+        kernel=os.uname().release,
+        machine=os.uname().machine,
+        xfeatures=fpu.xfeatures,
+        xsave_size=len(fpu.xsave),
+        pid=pid,
+        created=_process_start(pid),
+        files=tuple(sorted(files)),
+    )
+    _write(os.path.join(tmp, "MANIFEST"), manifest_fmt.render(manifest).encode())
+    return len(files) + 1, total, pages_count
+
+
+def _process_start(pid: int) -> str:
+    """When the process started (UTC, ISO-8601): the same for every image of
+    one process, so checkpointing an unchanged process twice gives the same
+    bytes."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[19])
+    with open("/proc/stat") as f:
+        btime = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+    started = btime + ticks / os.sysconf("SC_CLK_TCK")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+
+
+async def _kill_frozen(tracer: Tracer, pid: int) -> None:
+    """SIGKILL a frozen process and let its traced threads go."""
+    held = tracer.frozen.pop(pid, [])
+    os.kill(pid, signal.SIGKILL)
+    for att in held:
+        tracer.attached.pop(att.tid, None)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                got, status = os.waitpid(att.tid, os.WNOHANG | 0x40000000)
+            except ChildProcessError:
+                break
+            if got and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
+                break
+            await trio.sleep(0.001)
+
+
+async def run_checkpoint(pid: int, dest: str, leave_running: bool, progress: Progress) -> Result:
+    started = time.monotonic()
+    if os.path.lexists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
+        raise CheckpointError(f"{dest} exists and is not an empty directory")
+    if procfs.tgid_of(pid) != pid:
+        raise CheckpointError(f"{pid} is a thread, not a process")
+    tmp = dest.rstrip("/") + ".partial"
+    if os.path.lexists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    tracer = Tracer()
+    await tracer.freeze(pid)
+    frozen_at = time.monotonic()
+    thawed_at = frozen_at
+    try:
+        nfiles, nbytes, npages = await _dump(tracer, pid, tmp, progress)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            if pid in tracer.frozen:
+                await tracer.thaw(pid)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        progress.finish()
+    with trio.CancelScope(shield=True):
+        if leave_running:
+            await tracer.thaw(pid)
+        else:
+            await _kill_frozen(tracer, pid)
+        thawed_at = time.monotonic()
+    if os.path.isdir(dest):
+        os.rmdir(dest)
+    os.rename(tmp, dest)
+    return Result(dest, nfiles, nbytes, npages, thawed_at - frozen_at, time.monotonic() - started)
+
+
+def main(pid: int, dest: str, leave_running: bool, quiet: bool = False) -> int:
+    progress = Progress(enabled=not quiet and sys.stderr.isatty())
+    try:
+        result = trio.run(run_checkpoint, pid, dest, leave_running, progress)
+    except CheckpointError as exc:
+        print(f"sigfs: checkpoint: {exc}", file=sys.stderr)
+        return 1
+    except ProcessLookupError:
+        print(f"sigfs: checkpoint: process {pid} does not exist or exited during the "
+              "checkpoint; no image written", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno == errno.EPERM:
+            print(f"sigfs: checkpoint: not permitted to trace {pid}", file=sys.stderr)
+        else:
+            print(f"sigfs: checkpoint: {exc.strerror or exc}; no image written", file=sys.stderr)
+        return 1
+    if not quiet:
+        what = "left running" if leave_running else "killed"
+        print(f"sigfs: checkpoint of {pid} in {result.path}: {result.files} files, "
+              f"{result.bytes >> 10} KiB, {result.pages} pages; frozen "
+              f"{result.frozen_seconds * 1e3:.1f} ms, {result.seconds * 1e3:.1f} ms in all; "
+              f"process {what}", file=sys.stderr)
+    return 0

@@ -1,0 +1,267 @@
+"""``DIR/MANIFEST``: what a checkpoint image is, and a checksum of every file in it.
+
+::
+
+    format_version 1
+    sigfs_version 0.1.0
+    kernel 6.8.0-45-generic
+    machine x86_64
+    xfeatures 0x00000000000000e7
+    xsave_size 2432
+    pid 4242
+    created 2024-05-01T12:00:00Z
+    file 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 4 fds
+    file e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 0 task/4242/regs
+
+``xfeatures`` and ``xsave_size`` describe the CPU's xsave area (the ``fpu`` files can
+only be restored where they match); ``created`` is ISO-8601 UTC.  Each ``file`` line is
+``file SHA256 SIZE PATH``, PATH relative to the image directory, the rest of the line,
+escaped as in :mod:`.fds`; the lines are sorted by path.  ``kernel`` is the rest of its
+line (``uname -r``).  On input every key must appear once; ``format_version`` must be
+:data:`FORMAT_VERSION`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sigfs.formats.errors import FormatError, check_size, is_comment, parse_int, show
+from sigfs.formats.fds import numbered_long_lines, parse_path, render_path
+
+__all__ = [
+    "FORMAT_VERSION",
+    "KEYS",
+    "MAX_TEXT",
+    "Manifest",
+    "entry",
+    "format_created",
+    "parse",
+    "render",
+    "verify",
+]
+
+#: The image format this sigfs writes and reads.
+FORMAT_VERSION = 1
+#: Keys before the ``file`` lines, in file order.
+KEYS: tuple[str, ...] = (
+    "format_version", "sigfs_version", "kernel", "machine", "xfeatures", "xsave_size", "pid",
+    "created",
+)  # fmt: skip
+#: Largest text accepted (a process with many threads has many files).
+MAX_TEXT = 64 * 1024 * 1024
+
+_U64 = (1 << 64) - 1
+_PID_MAX = (1 << 31) - 1
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_WORD = re.compile(r"[A-Za-z0-9._+~:-]{1,64}")
+_CREATED = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|\+00:00)")
+
+
+def format_created(when: datetime) -> str:
+    """``when`` as the canonical ``created`` value, e.g. ``2024-05-01T12:00:00Z``."""
+    if when.tzinfo is None:
+        raise FormatError(None, "created: need an aware datetime")
+    return when.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_created(value: str, line: int | None) -> None:
+    if not _CREATED.fullmatch(value):
+        raise FormatError(
+            line, f"created: expected ISO-8601 UTC like 2024-05-01T12:00:00Z, got {show(value)}"
+        )
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise FormatError(line, f"created: {show(value)} is not a valid date and time") from None
+
+
+def _check_relpath(path: str, line: int | None) -> None:
+    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in path.split("/")):
+        raise FormatError(line, f"file: {show(path)} is not a clean relative path")
+    render_path(path)
+
+
+def _check_text(key: str, value: str, line: int | None) -> None:
+    if not value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or len(value) > 256:
+        raise FormatError(line, f"{key}: expected 1..256 printable characters, got {show(value)}")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The image's identity and ``(path, size, sha256)`` of each file, sorted by path."""
+
+    format_version: int
+    sigfs_version: str
+    kernel: str
+    machine: str
+    xfeatures: int
+    xsave_size: int
+    pid: int
+    created: str
+    files: tuple[tuple[str, int, str], ...]
+
+    def __post_init__(self) -> None:
+        if self.format_version != FORMAT_VERSION:
+            raise FormatError(
+                None,
+                f"format_version {self.format_version} is not supported "
+                f"(this sigfs reads {FORMAT_VERSION})",
+            )
+        for key in ("sigfs_version", "machine"):
+            if not _WORD.fullmatch(getattr(self, key)):
+                raise FormatError(None, f"{key}: {show(getattr(self, key))} is not a single word")
+        _check_text("kernel", self.kernel, None)
+        if not 0 <= self.xfeatures <= _U64:
+            raise FormatError(None, f"xfeatures {self.xfeatures} does not fit in 64 bits")
+        if not 0 <= self.xsave_size <= 1 << 20:
+            raise FormatError(None, f"xsave_size {self.xsave_size} is out of range")
+        if not 1 <= self.pid <= _PID_MAX:
+            raise FormatError(None, f"pid {self.pid} is out of range 1..{_PID_MAX}")
+        _check_created(self.created, None)
+        if not isinstance(self.files, tuple):
+            raise FormatError(None, "files must be a tuple")
+        previous: str | None = None
+        for path, size, digest in self.files:
+            _check_relpath(path, None)
+            if previous is not None and path <= previous:
+                raise FormatError(None, f"file {show(path)}: files must be sorted and unique")
+            previous = path
+            if not 0 <= size <= _U64:
+                raise FormatError(None, f"file {show(path)}: size {size} out of range")
+            if not _SHA256.fullmatch(digest):
+                raise FormatError(None, f"file {show(path)}: bad sha256 {show(digest)}")
+
+    def file(self, path: str) -> tuple[int, str] | None:
+        """``(size, sha256)`` of ``path``, or ``None`` if it is not listed."""
+        for item, size, digest in self.files:
+            if item == path:
+                return size, digest
+        return None
+
+
+def render(manifest: Manifest) -> str:
+    """The keys in :data:`KEYS` order, then one ``file`` line per file."""
+    m = manifest
+    lines = [
+        f"format_version {m.format_version}",
+        f"sigfs_version {m.sigfs_version}",
+        f"kernel {m.kernel}",
+        f"machine {m.machine}",
+        f"xfeatures 0x{m.xfeatures:016x}",
+        f"xsave_size {m.xsave_size}",
+        f"pid {m.pid}",
+        f"created {m.created}",
+    ]
+    lines.extend(f"file {digest} {size} {render_path(path)}" for path, size, digest in m.files)
+    return "\n".join(lines) + "\n"
+
+
+def parse(text: str) -> Manifest:
+    """Parse ``MANIFEST`` text: every key once, ``file`` lines sorted by path and unique."""
+    check_size(text, MAX_TEXT, "MANIFEST")
+    values: dict[str, tuple[int, str]] = {}
+    files: list[tuple[str, int, str]] = []
+    last = 1
+    for number, line in numbered_long_lines(text):
+        last = number
+        if is_comment(line):
+            continue
+        key, _, rest = line.partition(" ")
+        if key == "file":
+            parts = rest.split(" ", 2)
+            if len(parts) != 3 or not parts[0] or not parts[1]:
+                raise FormatError(number, "expected 'file SHA256 SIZE PATH' with single spaces")
+            digest, size_token, raw_path = parts
+            if not _SHA256.fullmatch(digest):
+                raise FormatError(
+                    number, f"expected 64 lowercase hex digits of sha256, got {show(digest)}"
+                )
+            size = parse_int(size_token, "size", 0, _U64, number)
+            path = parse_path(raw_path, "path", number)
+            _check_relpath(path, number)
+            if files and path <= files[-1][0]:
+                what = "given twice" if path == files[-1][0] else "out of order (sort by path)"
+                raise FormatError(number, f"file {show(path)} {what}")
+            files.append((path, size, digest))
+            continue
+        if key not in KEYS:
+            raise FormatError(number, f"unknown key {show(key)}")
+        if key in values:
+            raise FormatError(number, f"{key} given twice (also on line {values[key][0]})")
+        values[key] = (number, rest)
+    missing = [k for k in KEYS if k not in values]
+    if missing:
+        raise FormatError(last, f"end of input: missing {' '.join(missing)}")
+
+    def number_of(key: str, lo: int, hi: int) -> int:
+        line, token = values[key]
+        return parse_int(token.strip(), key, lo, hi, line)
+
+    version = number_of("format_version", 0, _U64)
+    if version != FORMAT_VERSION:
+        raise FormatError(
+            values["format_version"][0],
+            f"format_version {version} is not supported (this sigfs reads {FORMAT_VERSION})",
+        )
+    words: dict[str, str] = {}
+    for key in ("sigfs_version", "machine"):
+        where, token = values[key]
+        if not _WORD.fullmatch(token):
+            raise FormatError(where, f"{key}: expected one word, got {show(token)}")
+        words[key] = token
+    kernel_line, kernel = values["kernel"]
+    _check_text("kernel", kernel, kernel_line)
+    created_line, created = values["created"]
+    _check_created(created, created_line)
+    return Manifest(
+        format_version=version,
+        sigfs_version=words["sigfs_version"],
+        kernel=kernel,
+        machine=words["machine"],
+        xfeatures=number_of("xfeatures", 0, _U64),
+        xsave_size=number_of("xsave_size", 0, 1 << 20),
+        pid=number_of("pid", 1, _PID_MAX),
+        created=created,
+        files=tuple(files),
+    )
+
+
+def entry(path: str, data: bytes) -> tuple[str, int, str]:
+    """The ``(path, size, sha256)`` entry for a file with contents ``data``."""
+    return path, len(data), hashlib.sha256(data).hexdigest()
+
+
+def verify(
+    manifest: Manifest,
+    read: Callable[[str], bytes],
+    present: Iterable[str] | None = None,
+) -> list[str]:
+    """Check every listed file; return one message per problem (empty: all good).
+
+    ``read(path)`` returns a file's contents (relative to the image) and raises
+    ``OSError`` when it cannot; ``present``, if given, names the files that exist, so
+    that files the manifest does not list are reported too (``MANIFEST`` itself aside).
+    """
+    problems: list[str] = []
+    for path, size, digest in manifest.files:
+        try:
+            data = read(path)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            problems.append(f"{path}: missing ({reason})")
+            continue
+        if len(data) != size:
+            problems.append(f"{path}: size is {len(data)}, the manifest says {size}")
+            continue
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            problems.append(f"{path}: sha256 is {actual}, the manifest says {digest}")
+    if present is not None:
+        listed = {path for path, _, _ in manifest.files}
+        for path in sorted(set(present) - listed - {"MANIFEST"}):
+            problems.append(f"{path}: not listed in the manifest")
+    return problems

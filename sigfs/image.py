@@ -1,0 +1,311 @@
+"""Read the rest of a process's state (registers, FPU, status, fds, mm).
+
+Like :mod:`sigfs.state`, each reader takes the least intrusive route:
+``/proc`` and plain syscalls on the pid (prlimit, getpriority, kcmp) where
+they answer from outside, a ptrace stop for registers, and one injected
+syscall for what only the process can ask (brk, a few prctl values).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import resource
+import stat
+import struct
+
+from sigfs import inject, procfs
+from sigfs import ptrace_raw as pt
+from sigfs.formats import fds as fds_fmt
+from sigfs.formats import mm as mm_fmt
+from sigfs.formats import regs as regs_fmt
+from sigfs.formats import status as status_fmt
+from sigfs.formats.fpu import Fpu
+from sigfs.tracer import Tracer
+
+XSTATE_MAX = 16384
+O_CLOEXEC = 0o2000000
+KCMP_FILE = 0
+SYS_KCMP = 312
+SYS_BRK = 12
+SYS_PRCTL = 157
+PR_GET_PDEATHSIG = 2
+PR_GET_DUMPABLE = 3
+PR_GET_CHILD_SUBREAPER = 37
+PR_GET_THP_DISABLE = 42
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+RLIMITS = (
+    ("cpu", resource.RLIMIT_CPU), ("fsize", resource.RLIMIT_FSIZE),
+    ("data", resource.RLIMIT_DATA), ("stack", resource.RLIMIT_STACK),
+    ("core", resource.RLIMIT_CORE), ("rss", resource.RLIMIT_RSS),
+    ("nproc", resource.RLIMIT_NPROC), ("nofile", resource.RLIMIT_NOFILE),
+    ("memlock", resource.RLIMIT_MEMLOCK), ("as", resource.RLIMIT_AS),
+    ("locks", 10), ("sigpending", resource.RLIMIT_SIGPENDING),
+    ("msgqueue", resource.RLIMIT_MSGQUEUE), ("nice", resource.RLIMIT_NICE),
+    ("rtprio", resource.RLIMIT_RTPRIO), ("rttime", resource.RLIMIT_RTTIME),
+)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
+
+
+def _stat_fields(tgid: int) -> list[str]:
+    """``/proc/PID/stat`` split after the comm, so index 0 is field 3 (state)."""
+    text = _read_text(f"/proc/{tgid}/stat")
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _field(fields: list[str], number: int) -> int:
+    """Field ``number`` (1-based, as in proc(5)) of a split stat line."""
+    return int(fields[number - 3])
+
+
+async def read_regs(tracer: Tracer, tgid: int, tid: int) -> regs_fmt.Regs:
+    async with tracer.stopped(tgid, tid):
+        regs = pt.getregs(tid)
+    return regs_fmt.Regs(tuple(int(getattr(regs, name)) for name in regs_fmt.REGISTER_NAMES))
+
+
+async def read_fpu(tracer: Tracer, tgid: int, tid: int) -> Fpu:
+    async with tracer.stopped(tgid, tid):
+        blob = pt.getregset(tid, pt.NT_X86_XSTATE, XSTATE_MAX)
+    return Fpu(blob)
+
+
+async def _prctl_values(tracer: Tracer, tgid: int) -> tuple[int, int, int, int]:
+    """(pdeath_signal, dumpable, child_subreaper, thp_disable) via injected prctl."""
+    from sigfs.state import live_thread
+
+    tid = live_thread(tgid)
+    async with tracer.stopped(tgid, tid) as att:
+        async with inject.Injection(tracer, att) as inj:
+            buf = inj.scratch
+            await inj.check(SYS_PRCTL, PR_GET_PDEATHSIG, buf)
+            pdeath = struct.unpack("<i", inj.read(buf, 4))[0]
+            dumpable = await inj.check(SYS_PRCTL, PR_GET_DUMPABLE)
+            await inj.check(SYS_PRCTL, PR_GET_CHILD_SUBREAPER, buf)
+            subreaper = struct.unpack("<i", inj.read(buf, 4))[0]
+            thp = await inj.check(SYS_PRCTL, PR_GET_THP_DISABLE)
+    return pdeath, dumpable, subreaper, thp
+
+
+async def read_status(tracer: Tracer, tgid: int) -> status_fmt.Status:
+    st = procfs.read_status(tgid)
+    fields = _stat_fields(tgid)
+    pdeath, dumpable, subreaper, thp = await _prctl_values(tracer, tgid)
+    uids = tuple(int(x) for x in st["Uid"].split())
+    gids = tuple(int(x) for x in st["Gid"].split())
+    groups = tuple(int(x) for x in (st.get("Groups") or "").split())
+    rlimits = []
+    for name, res in RLIMITS:
+        soft, hard = resource.prlimit(tgid, res)
+        rlimits.append((name, soft & 0xFFFFFFFFFFFFFFFF, hard & 0xFFFFFFFFFFFFFFFF))
+    try:
+        timerslack = int(_read_text(f"/proc/{tgid}/timerslack_ns"))
+    except (OSError, ValueError):
+        timerslack = 0
+    return status_fmt.Status(
+        comm=procfs.comm(tgid),
+        pid=tgid,
+        tgid=int(st["Tgid"]),
+        ppid=int(st["PPid"]),
+        pgid=_field(fields, 5),
+        sid=_field(fields, 6),
+        uids=(uids[0], uids[1], uids[2], uids[3]),
+        gids=(gids[0], gids[1], gids[2], gids[3]),
+        groups=groups,
+        umask=int(st.get("Umask") or "0022", 8),
+        cwd=_readlink(f"/proc/{tgid}/cwd"),
+        root=_readlink(f"/proc/{tgid}/root"),
+        personality=int(_read_text(f"/proc/{tgid}/personality").strip(), 16),
+        no_new_privs=int(st.get("NoNewPrivs") or "0"),
+        pdeath_signal=pdeath,
+        dumpable=dumpable,
+        seccomp=int(st.get("Seccomp") or "0"),
+        cap_inh=int(st["CapInh"], 16),
+        cap_prm=int(st["CapPrm"], 16),
+        cap_eff=int(st["CapEff"], 16),
+        cap_bnd=int(st["CapBnd"], 16),
+        cap_amb=int(st["CapAmb"], 16),
+        timerslack_ns=timerslack,
+        nice=os.getpriority(os.PRIO_PROCESS, tgid),
+        sched_policy=os.sched_getscheduler(tgid),
+        sched_priority=os.sched_getparam(tgid).sched_priority,
+        rlimits=tuple(rlimits),
+        thp_disable=thp,
+        child_subreaper=subreaper,
+    )
+
+
+# -- file descriptors ---------------------------------------------------------
+
+_ANON_KINDS = {
+    "anon_inode:[eventfd]": "eventfd",
+    "anon_inode:[signalfd]": "signalfd",
+    "anon_inode:[timerfd]": "timerfd",
+    "anon_inode:[eventpoll]": "epoll",
+    "anon_inode:inotify": "inotify",
+    "anon_inode:[fanotify]": "fanotify",
+    "anon_inode:[pidfd]": "pidfd",
+}
+
+
+def _socket_inodes(tgid: int) -> dict[int, str]:
+    """inode -> socket kind, from the process's network namespace tables."""
+    kinds: dict[int, str] = {}
+    tables = (("unix", "socket-unix", 6), ("tcp", "socket-inet", 9), ("udp", "socket-inet", 9),
+              ("raw", "socket-inet", 9), ("tcp6", "socket-inet6", 9), ("udp6", "socket-inet6", 9),
+              ("raw6", "socket-inet6", 9), ("netlink", "socket-netlink", 8))
+    for table, kind, col in tables:
+        try:
+            lines = _read_text(f"/proc/{tgid}/net/{table}").splitlines()[1:]
+        except (OSError, ProcessLookupError):
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > col and parts[col].isdigit():
+                kinds.setdefault(int(parts[col]), kind)
+    return kinds
+
+
+def _kcmp_same_file(tgid: int, fd1: int, fd2: int) -> bool:
+    return int(_libc.syscall(SYS_KCMP, tgid, tgid, KCMP_FILE, fd1, fd2)) == 0
+
+
+def _fdinfo(tgid: int, fd: int) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    main: dict[str, str] = {}
+    extra: list[tuple[str, str]] = []
+    for line in _read_text(f"/proc/{tgid}/fdinfo/{fd}").splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip().replace(" ", "_")
+        value = value.strip()
+        if key in ("pos", "flags", "mnt_id", "ino") and key not in main:
+            main[key] = value
+        else:
+            extra.append((key, " ".join(value.split())))
+    return main, extra
+
+
+def read_fds(tgid: int) -> fds_fmt.Fds:
+    fd_dir = f"/proc/{tgid}/fd"
+    try:
+        names = sorted(int(n) for n in os.listdir(fd_dir))
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {tgid}") from None
+    sockets: dict[int, str] | None = None
+    out: list[fds_fmt.Fd] = []
+    groups: dict[tuple[int, int], list[int]] = {}
+    for fd in names:
+        try:
+            path = os.readlink(f"{fd_dir}/{fd}")
+            st = os.stat(f"{fd_dir}/{fd}")
+            main, extra = _fdinfo(tgid, fd)
+        except FileNotFoundError:
+            continue  # closed meanwhile
+        mode = st.st_mode
+        if path in _ANON_KINDS:
+            kind = _ANON_KINDS[path]
+        elif path.startswith("anon_inode:"):
+            kind = "anon"
+        elif stat.S_ISSOCK(mode):
+            if sockets is None:
+                sockets = _socket_inodes(tgid)
+            kind = sockets.get(st.st_ino, "socket-other")
+        elif stat.S_ISFIFO(mode):
+            kind = "pipe" if path.startswith("pipe:") else "fifo"
+        elif stat.S_ISDIR(mode):
+            kind = "dir"
+        elif stat.S_ISCHR(mode):
+            kind = "chr"
+            extra.insert(0, ("rdev", f"{st.st_rdev:#x}"))
+        elif stat.S_ISBLK(mode):
+            kind = "blk"
+            extra.insert(0, ("rdev", f"{st.st_rdev:#x}"))
+        elif stat.S_ISREG(mode):
+            kind = "memfd" if path.startswith("/memfd:") else "file"
+        else:
+            kind = "other"
+        flags = int(main.get("flags", "0"), 8)
+        # The RFC's objref: descriptors sharing one open file description.
+        key = (st.st_dev, st.st_ino)
+        shared = fd
+        for other in groups.get(key, []):
+            if _kcmp_same_file(tgid, other, fd):
+                shared = other
+                break
+        if shared == fd:
+            groups.setdefault(key, []).append(fd)
+        out.append(fds_fmt.Fd(
+            fd=fd, kind=kind, flags=flags & ~O_CLOEXEC, pos=int(main.get("pos", "0")),
+            cloexec=bool(flags & O_CLOEXEC), mnt_id=int(main.get("mnt_id", "0")),
+            ino=int(main.get("ino", str(st.st_ino))), shared=shared, path=path,
+            deleted=path.endswith(" (deleted)"), extra=tuple(extra),
+        ))
+    return fds_fmt.Fds(fds=tuple(out), cwd=_readlink(f"/proc/{tgid}/cwd"),
+                       root=_readlink(f"/proc/{tgid}/root"))
+
+
+# -- address space ------------------------------------------------------------
+
+def read_auxv(tgid: int) -> tuple[tuple[int, int], ...]:
+    with open(f"/proc/{tgid}/auxv", "rb") as f:
+        raw = f.read()
+    out = []
+    for i in range(0, len(raw) - 15, 16):
+        key, value = struct.unpack_from("<QQ", raw, i)
+        if key == 0:
+            break
+        out.append((key, value))
+    return tuple(out)
+
+
+async def read_brk(tracer: Tracer, tgid: int) -> int:
+    """The current program break: brk(0) asked inside the process (the end of
+    ``[heap]`` is page-rounded and absent before the first allocation)."""
+    from sigfs.state import live_thread
+
+    tid = live_thread(tgid)
+    async with tracer.stopped(tgid, tid) as att:
+        async with inject.Injection(tracer, att) as inj:
+            return await inj.check(SYS_BRK, 0)
+
+
+async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
+    brk = await read_brk(tracer, tgid)
+    fields = _stat_fields(tgid)
+    vmas = mm_fmt.parse_proc_maps(_read_text(f"/proc/{tgid}/maps"))
+    vmflags = mm_fmt.parse_smaps_vmflags(_read_text(f"/proc/{tgid}/smaps"))
+    vmas = [
+        mm_fmt.Vma(start=v.start, end=v.end, perms=v.perms, offset=v.offset, dev=v.dev,
+                   inode=v.inode, path=v.path, vmflags=vmflags.get(v.start, ()))
+        for v in vmas
+    ]
+    try:
+        exe = _readlink(f"/proc/{tgid}/exe")
+    except OSError:
+        exe = ""
+    return mm_fmt.Mm(
+        start_code=_field(fields, 26), end_code=_field(fields, 27),
+        start_data=_field(fields, 45), end_data=_field(fields, 46),
+        start_brk=_field(fields, 47), brk=brk, start_stack=_field(fields, 28),
+        arg_start=_field(fields, 48), arg_end=_field(fields, 49),
+        env_start=_field(fields, 50), env_end=_field(fields, 51),
+        exe=exe, auxv=read_auxv(tgid), vmas=tuple(vmas),
+    )
