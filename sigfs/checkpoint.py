@@ -91,21 +91,40 @@ def _image_files(tids: list[int]) -> list[tuple[str, Node, int | None]]:
         for node in TREE.nodes:
             if node.entry is not None and node.place is Place.TASK:
                 out.append((f"task/{tid}/{node.entry.path}", node, tid))
+    # Memory last: the syscalls injected for the other files return through
+    # user mode, where the kernel may refresh a thread's rseq area.
+    out.sort(key=lambda item: item[1].entry is not None and item[1].entry.open_stream is not None)
     return out
 
 
-def _write(path: str, data: bytes) -> str:
+def _write(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
-    return hashlib.sha256(data).hexdigest()
 
 
-async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress) -> tuple[int, int, int]:
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class _Dump:
+    files: list[tuple[str, int]]
+    pages: int
+    fpu: Fpu
+    started: str
+
+
+async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress) -> _Dump:
+    """Everything that needs the process frozen, and nothing else: the
+    checksums are computed after it is let go."""
     tids = sorted(a.tid for a in tracer.frozen[pid])
     errors = ErrorLog()
-    files: list[tuple[str, int, str]] = []
-    total = 0
+    files: list[tuple[str, int]] = []
     pages_count = 0
     for rel, node, tid in _image_files(tids):
         entry = node.entry
@@ -114,36 +133,43 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress) -> tuple
         dest = os.path.join(tmp, rel)
         if entry.open_stream is not None:
             stream = PagesStream(pid, dumpable_vmas(procfs.read_maps(pid)))
-            digest = hashlib.sha256()
             size = 0
             os.makedirs(os.path.dirname(dest) or tmp, exist_ok=True)
             with stream, open(dest, "wb") as out:
                 for chunk in stream.chunks():
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
+                    size += out.write(chunk)
                     progress.update("pages", stream.bytes_scanned, stream.bytes_planned)
             pages_count = stream.total_pages
-            files.append((rel, size, digest.hexdigest()))
-            total += size
+            files.append((rel, size))
             continue
         data = await entry.load(ctx)
-        files.append((rel, len(data), _write(dest, data)))
-        total += len(data)
+        _write(dest, data)
+        files.append((rel, len(data)))
     fpu: Fpu = await read_fpu(tracer, pid, pid)
+    return _Dump(files, pages_count, fpu, _process_start(pid))
+
+
+def _write_manifest(pid: int, tmp: str, dump: _Dump, progress: Progress) -> int:
+    total = sum(size for _, size in dump.files)
+    done = 0
+    entries = []
+    for rel, size in dump.files:
+        entries.append((rel, size, _sha256(os.path.join(tmp, rel))))
+        done += size
+        progress.update("checksum", done, total)
     manifest = manifest_fmt.Manifest(
         format_version=1,
         sigfs_version=__version__,
         kernel=os.uname().release,
         machine=os.uname().machine,
-        xfeatures=fpu.xfeatures,
-        xsave_size=len(fpu.xsave),
+        xfeatures=dump.fpu.xfeatures,
+        xsave_size=len(dump.fpu.xsave),
         pid=pid,
-        created=_process_start(pid),
-        files=tuple(sorted(files)),
+        created=dump.started,
+        files=tuple(sorted(entries)),
     )
     _write(os.path.join(tmp, "MANIFEST"), manifest_fmt.render(manifest).encode())
-    return len(files) + 1, total, pages_count
+    return total
 
 
 def _process_start(pid: int) -> str:
@@ -191,25 +217,32 @@ async def run_checkpoint(pid: int, dest: str, leave_running: bool, progress: Pro
     frozen_at = time.monotonic()
     thawed_at = frozen_at
     try:
-        nfiles, nbytes, npages = await _dump(tracer, pid, tmp, progress)
+        dump = await _dump(tracer, pid, tmp, progress)
     except BaseException:
         with trio.CancelScope(shield=True):
             if pid in tracer.frozen:
                 await tracer.thaw(pid)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
         progress.finish()
+        raise
     with trio.CancelScope(shield=True):
         if leave_running:
             await tracer.thaw(pid)
         else:
             await _kill_frozen(tracer, pid)
         thawed_at = time.monotonic()
+    try:
+        nbytes = _write_manifest(pid, tmp, dump, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        progress.finish()
     if os.path.isdir(dest):
         os.rmdir(dest)
     os.rename(tmp, dest)
-    return Result(dest, nfiles, nbytes, npages, thawed_at - frozen_at, time.monotonic() - started)
+    return Result(dest, len(dump.files) + 1, nbytes, dump.pages, thawed_at - frozen_at,
+                  time.monotonic() - started)
 
 
 def main(pid: int, dest: str, leave_running: bool, quiet: bool = False) -> int:

@@ -79,7 +79,7 @@ class PagesStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _window(self, start: int, npages: int, shared_anon: bool) -> Iterator[bytes]:
+    def _window(self, start: int, npages: int, shared_anon: bool) -> Iterator[bytes | memoryview]:
         raw = os.pread(self._pagemap, 8 * npages, (start // PAGE) * 8)
         entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
         kept = []
@@ -100,7 +100,7 @@ class PagesStream:
                 self.total_pages += subcount
                 self.total_records += 1
                 yield pages_fmt.record_header(start + (first + sub) * PAGE, subcount, flags)
-                yield bytes(view[sub * PAGE : (sub + subcount) * PAGE])
+                yield view[sub * PAGE : (sub + subcount) * PAGE]
 
     def _read_run(self, addr: int, count: int) -> bytes | None:
         try:
@@ -121,7 +121,7 @@ class PagesStream:
                 out[i * PAGE : (i + 1) * PAGE] = page
         return bytes(out)
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> Iterator[bytes | memoryview]:
         yield pages_fmt.header()
         for vma in self.vmas:
             shared_anon = vma.perms[3] == "s" and (
@@ -142,9 +142,11 @@ class PagesStream:
 class StreamReader:
     """Serves a sequential FUSE read of a chunk iterator, holding one chunk."""
 
-    def __init__(self, chunks: Iterator[bytes], on_close: PagesStream | None = None) -> None:
+    def __init__(
+        self, chunks: Iterator[bytes | memoryview], on_close: PagesStream | None = None
+    ) -> None:
         self._chunks = chunks
-        self._buf = b""
+        self._buf: bytes | memoryview = b""
         self._buf_off = 0  # stream offset of _buf[0]
         self._done = False
         self._on_close = on_close

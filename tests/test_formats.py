@@ -26,6 +26,10 @@ from sigfs.formats.pending import Pending
 from sigfs.formats.siginfo import Layout, Siginfo, layout_of
 from sigfs.formats.waiters import Waiter
 
+# Guards against hangs (a quadratic parser on 10 MB takes hours), not a speed
+# measure: speed is for benchmarks/, and a loaded CI machine must not fail this.
+HANG = 60.0
+
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
 I32 = (-(1 << 31), (1 << 31) - 1)
@@ -969,7 +973,7 @@ def test_huge_input_fails_fast(parser: str, kind: str) -> None:
     start = time.monotonic()
     with pytest.raises(FormatError):
         PARSERS[parser](text)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < HANG
 
 
 def test_huge_valid_looking_blank_lines_are_bounded() -> None:
@@ -980,7 +984,7 @@ def test_huge_valid_looking_blank_lines_are_bounded() -> None:
         with pytest.raises(FormatError) as info:
             PARSERS[parser](text)
         assert "at most" in str(info.value)
-        assert time.monotonic() - start < 0.5
+        assert time.monotonic() - start < HANG
 
 
 @pytest.mark.parametrize("parser", list(PARSERS))

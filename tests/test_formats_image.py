@@ -30,6 +30,10 @@ from sigfs.formats.mm import Mm, Vma
 from sigfs.formats.regs import REGISTER_NAMES, Regs
 from sigfs.formats.status import RLIM_INFINITY, RLIMIT_NAMES, Status
 
+# Guards against hangs (a quadratic parser on 10 MB takes hours), not a speed
+# measure: speed is for benchmarks/, and a loaded CI machine must not fail this.
+HANG = 60.0
+
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
 PAGE = 4096
@@ -405,7 +409,7 @@ def test_fpu_components_shown_only_when_enabled_and_present() -> None:
     avx_only = Fpu(bytes(make_xsave(832, 0x7, 0x7)))
     r = avx_only.registers()
     assert "ymm15" in r and "k0" not in r and "zmm0" not in r
-    truncated = Fpu(bytes(make_xsave(1500, 0xE7, 0xE7)))  # Hi16_ZMM would end at 2432
+    truncated = Fpu(bytes(make_xsave(1700, 0xE7, 0xE7)))  # Intel offsets: Hi16_ZMM ends 2688
     r = truncated.registers()
     assert "zmm15" in r and "zmm16" not in r and "k0" in r
     no_avx512 = Fpu(bytes(make_xsave(2432, 0x7, 0x7)))
@@ -453,7 +457,8 @@ def test_fpu_parse_accepts_shuffled_and_partial_lines() -> None:
         f"xsave {i * 64:04x} {blob[i * 64 : i * 64 + 64].hex().upper()}"
         for i in range((len(blob) + 63) // 64)
     ]
-    text = "\n".join(["# comment", *reversed(merged), "xsave_size 2432", "fcw 895"]) + "\n"
+    fcw = Fpu(blob).get("fcw")
+    text = "\n".join(["# comment", *reversed(merged), "xsave_size 2432", f"fcw {fcw}"]) + "\n"
     assert fpu.parse(text).xsave == blob
     assert fpu.parse("\n".join(decoded + ["xsave_size 2432"] + xsave)).xsave == blob
 
@@ -498,7 +503,7 @@ def _line_of(text: str, prefix: str) -> int:
         (lambda t: t.replace("xsave_size 2432", "xsave_size 0x980"), "expected 'xsave_size N'"),
         (lambda t: _replace_line(t, "xsave_size", None), "no 'xsave_size N' line"),
         (lambda t: t + "xsave_size 2432\n", "xsave_size given twice"),
-        (lambda t: t.replace("xsave 0000 7f", "xsave 0000 7"), "even number of hex digits"),
+        (lambda t: t.replace("xsave 0000 ", "xsave 0000 0"), "even number of hex digits"),
         (lambda t: t.replace("xsave 0000 ", "xsave zz "), "xsave offset"),
         (lambda t: t.replace("xsave 0000 ", "xsave 0000 00 "), "expected 'xsave OFFSET HEX'"),
         (lambda t: t + "xsave ffff 0000\n", "runs past"),
@@ -690,7 +695,7 @@ def _status_edit(old: str, new: str | None) -> str:
         (_status_edit("rlimit cpu", "rlimit cpu 2 1"), "soft limit 2 is above hard limit 1"),
         (_status_edit("rlimit cpu", "rlimit cpu 1"), "expected 'rlimit NAME SOFT HARD'"),
         (_status_edit("rlimit cpu", "rlimit cpu 1 0x10000000000000000"), "out of range"),
-        (_status_edit("comm", "comm sixteen-chars-x"), "at most 15"),
+        (_status_edit("comm", "comm 0123456789abcdef"), "16 bytes, at most 15"),
         (_status_edit("comm", "comm a\rb"), "control character"),
         (_status_edit("comm", "comm \x00"), "control character"),
         (_status_edit("nice", "nice 20"), "out of range -20..19"),
@@ -705,8 +710,9 @@ def _status_edit(old: str, new: str | None) -> str:
         (_status_edit("umask", "umask 01000"), "out of range"),
         (_status_edit("umask", "umask 0999"), "expected octal"),
         (_status_edit("pid ", "pid 0"), "out of range"),
-        (_status_edit("sched_policy", "sched_policy 8"), "out of range"),
-        (_status_edit("sched_policy", "sched_policy 0x40000004"), "out of range"),
+        (_status_edit("sched_policy", "sched_policy 8"), "unknown policy 8"),
+        (_status_edit("sched_policy", "sched_policy 0x40000008"), "out of range"),
+        (_status_edit("sched_policy", "sched_policy 0x80000000"), "out of range"),
         (_status_edit("sched_priority", "sched_priority 100"), "out of range"),
         (_status_edit("no_new_privs", "no_new_privs 2"), "out of range"),
         (_status_edit("cwd", "cwd /a\\q"), "bad escape"),
@@ -812,7 +818,8 @@ def fds_models(draw: st.DrawFn) -> Fds:
             "deleted": draw(st.booleans()),
             "extra": tuple(draw(st.lists(extra_pairs, max_size=3))),
         }
-        if leaders and draw(st.booleans()):
+        share: bool = draw(st.booleans())
+        if leaders and share:
             leader = draw(st.sampled_from(leaders))
             items.append(_fd(n, leader.kind, ino=leader.ino, shared=leader.fd, **common))
         else:
@@ -991,7 +998,7 @@ def mm_models(draw: st.DrawFn) -> Mm:
                 end * PAGE,
                 draw(st.from_regex(r"[r-][w-][x-][ps]", fullmatch=True)),
                 draw(u64s),
-                "{:02x}:{:02x}".format(draw(st.integers(0, 0xFFF)), draw(st.integers(0, 0xFFFFF))),
+                f"{draw(st.integers(0, 0xFFF)):02x}:{draw(st.integers(0, 0xFFFFF)):02x}",
                 draw(u64s),
                 draw(path_texts),
                 tuple(draw(st.lists(st.sampled_from(["rd", "wr", "ex", "sh", "mr", "??"]),
@@ -1015,10 +1022,11 @@ def test_mm_round_trip(model: Mm) -> None:
     assert mm.render(mm.parse(text)) == text
 
 
-def test_mm_parse_sorts_vmas_and_accepts_names() -> None:
+def test_mm_parse_accepts_names_and_any_key_order() -> None:
     lines = MM_TEXT.splitlines()
-    text = "\n".join([*lines[:12], "auxv AT_SYSINFO_EHDR 0x7ffd7a9f2000", "auxv 6 4096",
-                      lines[16], lines[14], lines[17], lines[15]]) + "\n"  # fmt: skip
+    shuffled = [lines[14], "auxv AT_SYSINFO_EHDR 0x7ffd7a9f2000", *lines[:12], lines[15],
+                "# comment", "auxv 6 4096", lines[16], lines[17]]  # fmt: skip
+    text = "\n".join(shuffled) + "\n"
     assert mm.parse(text) == MM_MODEL
 
 
@@ -1033,6 +1041,7 @@ VMA1 = "vma 0x55d5c4a00000-0x55d5c4a02000 "
     ("text", "needle"),
     [
         (_mm_edit("env_end", None), "missing env_end"),
+        (MM_TEXT + MM_TEXT.splitlines()[-1] + "\n", "overlaps"),
         (_mm_edit("exe", None), "missing exe"),
         ("", "missing start_code"),
         (MM_TEXT + "brk 0x1\n", "brk given twice"),
@@ -1043,12 +1052,13 @@ VMA1 = "vma 0x55d5c4a00000-0x55d5c4a02000 "
         (MM_TEXT + "auxv 0 0x0\n", "AT_NULL"),
         (MM_TEXT + "auxv 6\n", "expected 'auxv TYPE VALUE'"),
         (MM_TEXT + "auxv AT_NOPE 1\n", "auxv type"),
-        (MM_TEXT + "vma 0x1000-0x2000 r--p 0x0 00:00 0 flags= path=\n", None),
+        (MM_TEXT + "vma 0x1000-0x2000 r--p 0x0 00:00 0 flags= path=\n", "overlaps or precedes"),
         (MM_TEXT + "vma 0x55d5c4a01000-0x55d5c4a03000 r--p 0x0 00:00 0 flags= path=\n",
          "overlaps"),
         (_mm_edit(VMA1, "vma 0x1001-0x2000 r--p 0x0 00:00 0 flags= path="), "not page aligned"),
         (_mm_edit(VMA1, "vma 0x2000-0x2000 r--p 0x0 00:00 0 flags= path="), "not below end"),
-        (_mm_edit(VMA1, "vma 0x2000 r--p 0x0 00:00 0 flags= path="), "with single spaces"),
+        (_mm_edit(VMA1, "vma 0x2000 r--p 0x0 00:00 0 flags= path="), "expected START-END"),
+        (_mm_edit(VMA1, "vma 0x1000-0x2000 r--p 0x0 00:00 0 flags="), "with single spaces"),
         (_mm_edit(VMA1, "vma 0x1000+0x2000 r--p 0x0 00:00 0 flags= path="), "START-END"),
         (_mm_edit(VMA1, "vma 0x1000-0x2000 rwxq 0x0 00:00 0 flags= path="), "bad permissions"),
         (_mm_edit(VMA1, "vma 0x1000-0x2000 r--p 0x0 8:1 0 flags= path="), "bad device"),
@@ -1060,10 +1070,7 @@ VMA1 = "vma 0x55d5c4a00000-0x55d5c4a02000 "
         (_mm_edit(VMA1, "vma 0x1000-0x2000 r--p 0x0 00:00 0 flags= path=\\z"), "bad escape"),
     ],
 )
-def test_mm_parse_rejects(text: str, needle: str | None) -> None:
-    if needle is None:  # a valid extra mapping, sorted into place
-        assert mm.parse(text).vmas[0].start == 0x1000
-        return
+def test_mm_parse_rejects(text: str, needle: str) -> None:
     expect_error(mm.parse, text, None, needle)
 
 
@@ -1074,13 +1081,15 @@ def test_mm_errors_name_lines() -> None:
 
 
 def test_mm_model_rejects() -> None:
-    for changes in (
+    bad: list[dict[str, Any]] = [
         {"start": 0x2000, "end": 0x1000}, {"start": 0x1001}, {"end": 1 << 64},
         {"perms": "rwx"}, {"dev": "8:1"}, {"inode": -1}, {"vmflags": ("toolong",)},
         {"path": "\ud800"}, {"offset": 1 << 64},
-    ):  # fmt: skip
+    ]  # fmt: skip
+    for changes in bad:
+        fields: dict[str, Any] = {"start": 0x1000, "end": 0x2000, **changes}
         with pytest.raises(FormatError):
-            _vma(**{"start": 0x1000, "end": 0x2000, **changes})
+            _vma(**fields)
     with pytest.raises(FormatError):
         replace(MM_MODEL, vmas=(MM_MODEL.vmas[1], MM_MODEL.vmas[0]))
     with pytest.raises(FormatError):
@@ -1345,7 +1354,8 @@ def test_pages_short_reads() -> None:
     runs = [(0x1000, 0, page_of(1, 3)), (0x9000, 1, page_of(7))]
     stream = build_stream(runs)
     for step in (1, 7, 1000, PAGE + 1):
-        got = [(v, n, f, bytes(d)) for v, n, f, d in pages.iter_records(DribbleStream(stream, step))]
+        records = pages.iter_records(DribbleStream(stream, step))
+        got = [(v, n, f, bytes(d)) for v, n, f, d in records]
         assert got == [(0x1000, 3, 0, page_of(1, 3)), (0x9000, 1, 1, page_of(7))]
 
 
@@ -1396,7 +1406,7 @@ def test_pages_100mb_stream_bounded_memory() -> None:
     assert total == records * npages
     assert stream.produced == pages.stream_size(total, records)
     assert peak < 8 * 1024 * 1024, peak
-    assert elapsed < 20
+    assert elapsed < HANG
 
 
 def test_pages_huge_npages_is_not_read_at_once() -> None:
@@ -1415,7 +1425,7 @@ def test_pages_garbage_fails_fast() -> None:
         start = time.monotonic()
         with pytest.raises(FormatError):
             _iterate(data)
-        assert time.monotonic() - start < 2.0
+        assert time.monotonic() - start < HANG
 
 
 @pytest.mark.parametrize("size", [0, 1, 100, PAGE, 3 * PAGE + 5])
@@ -1627,7 +1637,7 @@ def test_huge_input_fails_fast(parser: str, kind: str) -> None:
     start = time.monotonic()
     with pytest.raises(FormatError):
         PARSERS[parser](text)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < HANG
 
 
 @pytest.mark.parametrize("kind", list(HUGE))
@@ -1639,7 +1649,7 @@ def test_huge_input_lenient_parsers_are_fast(kind: str) -> None:
             parse(text)
         except FormatError:
             pass
-        assert time.monotonic() - start < 3.0
+        assert time.monotonic() - start < HANG
 
 
 def test_size_limits_refuse_without_scanning() -> None:
@@ -1652,7 +1662,7 @@ def test_size_limits_refuse_without_scanning() -> None:
         with pytest.raises(FormatError) as info:
             parse("\n" * (limit + 1))
         assert "at most" in str(info.value)
-        assert time.monotonic() - start < 0.5
+        assert time.monotonic() - start < HANG
 
 
 @pytest.mark.parametrize("parser", [*PARSERS, *LENIENT])

@@ -11,10 +11,11 @@
 path=anon_inode:[eventfd]
       extra eventfd-count 5
 
-(the last fd line is one line).  Each descriptor is one line of ``key=value`` tokens, in
-the order shown, ``path=`` last and taking the rest of the line; then zero or more
-indented ``extra KEY VALUE`` lines with type-specific details (VALUE is the rest of the
-line).  Lines are sorted by fd.
+Each descriptor is one line of ``key=value`` tokens, in the order shown, ``path=`` last
+and taking the rest of the line; then zero or more indented ``extra KEY VALUE`` lines with
+type-specific details (VALUE is the rest of the line, escaped like a path).  Lines are
+sorted by fd; on input the fd lines (each with its extra lines) may come in any order,
+but each fd only once.
 
 ``flags`` are the open flags as ``/proc/PID/fdinfo`` shows them (O_CLOEXEC included when
 the descriptor has it), written ``0o`` octal; ``shared`` is the lowest descriptor of the

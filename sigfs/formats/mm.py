@@ -29,7 +29,8 @@ address: ``start-end`` (``0x`` hex), the four permission characters of
 ``major:minor`` in hex as maps shows it, the inode (decimal), ``flags=`` the smaps
 ``VmFlags`` mnemonics joined by commas (may be empty), and ``path=`` the rest of the line
 (empty for an anonymous mapping; ``[heap]``, ``[stack]``, ``[vdso]``... as maps shows
-them).  Paths are escaped as in :mod:`.fds`.
+them).  Paths are escaped as in :mod:`.fds`.  The key lines may come in any order on
+input, but the vma lines must be in address order.
 
 :func:`parse_proc_maps` and :func:`parse_smaps_vmflags` read the kernel's own
 ``/proc/PID/maps`` and ``/proc/PID/smaps`` text, and :func:`parse_auxv_bytes` its binary
@@ -91,7 +92,7 @@ _MAPS_LINE = re.compile(
     r"([0-9a-f]{1,16})-([0-9a-f]{1,16}) ([r-][w-][x-][ps]) ([0-9a-f]{1,16}) "
     r"([0-9a-f]{2,3}:[0-9a-f]{2,5}) ([0-9]{1,20})(?: +(.*))?"
 )
-_SMAPS_HEAD = re.compile(r"([0-9a-f]{1,16})-[0-9a-f]{1,16} ")
+_SMAPS_LINE = re.compile(r"^(?:([0-9a-f]{1,16})-[0-9a-f]{1,16} |VmFlags:([^\n]*))", re.M)
 _AUXV_PAIR = struct.Struct("<QQ")
 
 
@@ -274,14 +275,15 @@ def _parse_auxv(number: int, rest: str) -> tuple[int, int]:
 def parse(text: str) -> Mm:
     """Parse ``mm`` text: every mm field and ``exe`` once; auxv and vma lines any number.
 
-    auxv entries keep their order; vma lines may come in any order and are sorted, but
-    must not overlap.
+    auxv entries keep their order; vma lines must come in address order without
+    overlapping (as :func:`render` and ``/proc/PID/maps`` have them), so that bad input
+    fails at the offending line.
     """
     check_size(text, MAX_TEXT, "mm")
     fields: dict[str, tuple[int, int]] = {}
     exe: tuple[int, str] | None = None
     auxv: list[tuple[int, int]] = []
-    vmas: list[tuple[int, Vma]] = []
+    vmas: list[Vma] = []
     last = 1
     for number, line in numbered_long_lines(text):
         last = number
@@ -289,7 +291,15 @@ def parse(text: str) -> Mm:
             continue
         word, _, rest = line.partition(" ")
         if word == "vma":
-            vmas.append((number, _parse_vma(number, line)))
+            vma = _parse_vma(number, line)
+            if vmas and vma.start < vmas[-1].end:
+                before = vmas[-1]
+                raise FormatError(
+                    number,
+                    f"vma {vma.start:#x}-{vma.end:#x} overlaps or precedes "
+                    f"{before.start:#x}-{before.end:#x} (vma lines go in address order)",
+                )
+            vmas.append(vma)
         elif word == "auxv":
             auxv.append(_parse_auxv(number, rest))
         elif word == "exe":
@@ -311,15 +321,8 @@ def parse(text: str) -> Mm:
     if missing:
         raise FormatError(last, f"end of input: missing {' '.join(missing)}")
     assert exe is not None
-    vmas.sort(key=lambda item: item[1].start)
-    for (_, before), (number, after) in zip(vmas, vmas[1:], strict=False):
-        if after.start < before.end:
-            raise FormatError(
-                number,
-                f"vma {after.start:#x}-{after.end:#x} overlaps {before.start:#x}-{before.end:#x}",
-            )
     values = {name: fields[name][1] for name in MM_FIELDS}
-    return Mm(**values, exe=exe[1], auxv=tuple(auxv), vmas=tuple(v for _, v in vmas))
+    return Mm(**values, exe=exe[1], auxv=tuple(auxv), vmas=tuple(vmas))
 
 
 # ---------------------------------------------------------------------------------------
@@ -354,23 +357,26 @@ def parse_proc_maps(text: str) -> list[Vma]:
 
 
 def parse_smaps_vmflags(text: str) -> dict[int, tuple[str, ...]]:
-    """``{start: VmFlags mnemonics}`` from ``/proc/PID/smaps`` text."""
+    """``{start: VmFlags mnemonics}`` from ``/proc/PID/smaps`` text.
+
+    Only the mapping header lines and the ``VmFlags:`` lines are looked at (found with
+    one regular-expression scan, so even huge text is quick); other lines are skipped.
+    """
     check_size(text, MAX_TEXT, "smaps")
     result: dict[int, tuple[str, ...]] = {}
     start: int | None = None
-    for number, line in numbered_long_lines(text):
-        head = _SMAPS_HEAD.match(line)
-        if head is not None:
-            start = int(head[1], 16)
+    for m in _SMAPS_LINE.finditer(text):
+        if m[1] is not None:
+            start = int(m[1], 16)
             continue
-        if line.startswith("VmFlags:"):
-            if start is None:
-                raise FormatError(number, "VmFlags line before any mapping")
-            flags = tuple(line[8:].split())
-            for flag in flags:
-                if not _VMFLAG.fullmatch(flag):
-                    raise FormatError(number, f"bad VmFlags mnemonic {show(flag)}")
-            result[start] = flags
+        number = text.count("\n", 0, m.start()) + 1
+        if start is None:
+            raise FormatError(number, "VmFlags line before any mapping")
+        flags = tuple(m[2].split())
+        for flag in flags:
+            if not _VMFLAG.fullmatch(flag):
+                raise FormatError(number, f"bad VmFlags mnemonic {show(flag)}")
+        result[start] = flags
     return result
 
 
