@@ -48,8 +48,9 @@ target_ready: dict[int, str] = {}
 
 
 def start_target(name: str, *args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([str(build(name)), *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(build(name)), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     while True:
         line = proc.stdout.readline()
@@ -84,14 +85,20 @@ def bench_signal_files(n: int) -> None:
         print(f"signal files, median of {n} open+read+close (us; ratio to the FUSE floor):")
         print(f"  /proc/PID/status (kernel)   {kernel * us:8.1f}  {kernel / floor:5.2f}x")
         print(f"  constant file (FUSE floor)  {floor * us:8.1f}  1.00x")
-        print(f"  sig/blocked                 {blocked * us:8.1f}  {blocked / floor:5.2f}x"
-              "   (aim <= 1.3x)")
-        print(f"  sig/pending (1 queued)      {pending * us:8.1f}  {pending / floor:5.2f}x"
-              "   (aim <= 2x)")
+        print(
+            f"  sig/blocked                 {blocked * us:8.1f}  {blocked / floor:5.2f}x"
+            "   (aim <= 1.3x)"
+        )
+        print(
+            f"  sig/pending (1 queued)      {pending * us:8.1f}  {pending / floor:5.2f}x"
+            "   (aim <= 2x)"
+        )
         print(f"  sig/shared_pending (1)      {shared * us:8.1f}  {shared / floor:5.2f}x")
         print(f"  sig/action (64 injected)    {action * us:8.1f}  {action / floor:5.2f}x")
-        print(f"  target stopped per pending read: {stopped * us:.1f} us over {stops:.0f} stops"
-              "   (aim < 100 us)")
+        print(
+            f"  target stopped per pending read: {stopped * us:.1f} us over {stops:.0f} stops"
+            "   (aim < 100 us)"
+        )
     finally:
         target.kill()
         target.wait()
@@ -127,8 +134,9 @@ def run_checkpoint(pid: int, dest: str) -> tuple[float, float, int]:
     """(wall seconds, frozen seconds, peak RSS KiB) of one `sigfs checkpoint`."""
     sigfs = str(Path(sys.executable).parent / "sigfs")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sigfs, "checkpoint", str(pid), dest, "--leave-running"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sigfs, "checkpoint", str(pid), dest, "--leave-running"], stderr=subprocess.PIPE, text=True
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     assert proc.stderr is not None
@@ -145,10 +153,14 @@ def bench_checkpoint(sizes: list[int], runs: int) -> None:
     import shutil
     import tempfile
 
-    print("\ncheckpoint (--leave-running), median of %d runs; baseline: process_vm_readv "
-          "of the same memory to a file, same run:" % runs)
-    print(f"  {'MiB':>5} {'checkpoint ms':>14} {'frozen ms':>10} {'baseline ms':>12} "
-          f"{'ratio':>6} {'peak RSS MiB':>13}")
+    print(
+        f"\ncheckpoint (--leave-running), median of {runs} runs; baseline: process_vm_readv "
+        "of the same memory to a file, same run:"
+    )
+    print(
+        f"  {'MiB':>5} {'checkpoint ms':>14} {'frozen ms':>10} {'baseline ms':>12} "
+        f"{'ratio':>6} {'peak RSS MiB':>13}"
+    )
     # tmpfs, so both sides measure memory copies, not the disk.
     work = tempfile.mkdtemp(prefix="sigfs-bench-", dir="/dev/shm")
     try:
@@ -168,8 +180,10 @@ def bench_checkpoint(sizes: list[int], runs: int) -> None:
                     bases.append(baseline_copy(target.pid, addr, size, f"{work}/base"))
                     os.unlink(f"{work}/base")
                 w, f, b = (statistics.median(x) for x in (walls, frozens, bases))
-                print(f"  {mib:>5} {w * 1e3:>14.1f} {f * 1e3:>10.1f} {b * 1e3:>12.1f} "
-                      f"{w / b:>5.1f}x {max(rss) / 1024:>13.1f}")
+                print(
+                    f"  {mib:>5} {w * 1e3:>14.1f} {f * 1e3:>10.1f} {b * 1e3:>12.1f} "
+                    f"{w / b:>5.1f}x {max(rss) / 1024:>13.1f}"
+                )
             finally:
                 target.kill()
                 target.wait()
@@ -178,8 +192,10 @@ def bench_checkpoint(sizes: list[int], runs: int) -> None:
                 target.stdin.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("  (peer: CRIU 4.2 dumps 1/64/512 MiB in about 50/87/377 ms and keeps a 64 MiB "
-          "target frozen about 41 ms on this machine class)")
+    print(
+        "  (peer: CRIU 4.2 dumps 1/64/512 MiB in about 50/87/377 ms and keeps a 64 MiB "
+        "target frozen about 41 ms on this machine class)"
+    )
 
 
 def bench_pages_memory(mib: int) -> None:
@@ -187,6 +203,7 @@ def bench_pages_memory(mib: int) -> None:
     m = start_mount()
     target = start_target("mem", str(mib))
     try:
+
         def hwm() -> int:
             with open(f"/proc/{m.proc.pid}/status") as f:
                 return next(int(x.split()[1]) for x in f if x.startswith("VmHWM"))
@@ -198,9 +215,11 @@ def bench_pages_memory(mib: int) -> None:
             while chunk := f.read(1 << 20):
                 total += len(chunk)
         dt = time.perf_counter() - t0
-        print(f"\npages of a {mib} MiB process through the mount: {total >> 20} MiB in "
-              f"{dt * 1e3:.0f} ms ({total / dt / 1e9:.2f} GB/s); daemon peak RSS "
-              f"{before / 1024:.1f} -> {hwm() / 1024:.1f} MiB")
+        print(
+            f"\npages of a {mib} MiB process through the mount: {total >> 20} MiB in "
+            f"{dt * 1e3:.0f} ms ({total / dt / 1e9:.2f} GB/s); daemon peak RSS "
+            f"{before / 1024:.1f} -> {hwm() / 1024:.1f} MiB"
+        )
     finally:
         target.kill()
         target.wait()

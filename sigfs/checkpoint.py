@@ -59,8 +59,9 @@ class Progress:
         width = 30
         filled = int(width * min(pct, 100.0) / 100)
         bar = "#" * filled + "-" * (width - filled)
-        sys.stderr.write(f"\rsigfs checkpoint: {what:<8} [{bar}] {pct:5.1f}% "
-                         f"{done >> 20} / {total >> 20} MiB")
+        sys.stderr.write(
+            f"\rsigfs checkpoint: {what:<8} [{bar}] {pct:5.1f}% {done >> 20} / {total >> 20} MiB"
+        )
         sys.stderr.flush()
 
     def finish(self) -> None:
@@ -241,8 +242,14 @@ async def run_checkpoint(pid: int, dest: str, leave_running: bool, progress: Pro
     if os.path.isdir(dest):
         os.rmdir(dest)
     os.rename(tmp, dest)
-    return Result(dest, len(dump.files) + 1, nbytes, dump.pages, thawed_at - frozen_at,
-                  time.monotonic() - started)
+    return Result(
+        dest,
+        len(dump.files) + 1,
+        nbytes,
+        dump.pages,
+        thawed_at - frozen_at,
+        time.monotonic() - started,
+    )
 
 
 def main(pid: int, dest: str, leave_running: bool, quiet: bool = False) -> int:
@@ -253,8 +260,11 @@ def main(pid: int, dest: str, leave_running: bool, quiet: bool = False) -> int:
         print(f"sigfs: checkpoint: {exc}", file=sys.stderr)
         return 1
     except ProcessLookupError:
-        print(f"sigfs: checkpoint: process {pid} does not exist or exited during the "
-              "checkpoint; no image written", file=sys.stderr)
+        print(
+            f"sigfs: checkpoint: process {pid} does not exist or exited during the "
+            "checkpoint; no image written",
+            file=sys.stderr,
+        )
         return 1
     except OSError as exc:
         if exc.errno == errno.EPERM:
@@ -264,8 +274,11 @@ def main(pid: int, dest: str, leave_running: bool, quiet: bool = False) -> int:
         return 1
     if not quiet:
         what = "left running" if leave_running else "killed"
-        print(f"sigfs: checkpoint of {pid} in {result.path}: {result.files} files, "
-              f"{result.bytes >> 10} KiB, {result.pages} pages; frozen "
-              f"{result.frozen_seconds * 1e3:.1f} ms, {result.seconds * 1e3:.1f} ms in all; "
-              f"process {what}", file=sys.stderr)
+        print(
+            f"sigfs: checkpoint of {pid} in {result.path}: {result.files} files, "
+            f"{result.bytes >> 10} KiB, {result.pages} pages; frozen "
+            f"{result.frozen_seconds * 1e3:.1f} ms, {result.seconds * 1e3:.1f} ms in all; "
+            f"process {what}",
+            file=sys.stderr,
+        )
     return 0

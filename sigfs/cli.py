@@ -41,8 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("mountpoint")
     m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     m.add_argument("-d", "--debug", action="store_true", help="debug log to stderr (implies -f)")
-    m.add_argument("-o", dest="options", action="append", metavar="OPTS",
-                   help="comma-separated mount options, e.g. allow_other")
+    m.add_argument(
+        "-o",
+        dest="options",
+        action="append",
+        metavar="OPTS",
+        help="comma-separated mount options, e.g. allow_other",
+    )
     m.add_argument("--log", metavar="FILE", help="daemon log file (default: none)")
 
     u = sub.add_parser("umount", aliases=["unmount"], help="unmount MOUNTPOINT")
@@ -51,8 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("checkpoint", help="freeze PID and copy its state into DIR")
     c.add_argument("pid", type=int)
     c.add_argument("dir")
-    c.add_argument("--leave-running", action="store_true",
-                   help="thaw the process afterwards instead of killing it")
+    c.add_argument(
+        "--leave-running",
+        action="store_true",
+        help="thaw the process afterwards instead of killing it",
+    )
     c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
 
     s = sub.add_parser("show", help="print a process's signal state for people")
@@ -78,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mount":
         from sigfs.daemon import run_mount
 
-        return run_mount(args.mountpoint, _split_opts(args.options), args.foreground,
-                         args.debug, args.log)
+        return run_mount(
+            args.mountpoint, _split_opts(args.options), args.foreground, args.debug, args.log
+        )
     if args.command in ("umount", "unmount"):
         return _umount(args.mountpoint)
     if args.command == "checkpoint":

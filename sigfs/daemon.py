@@ -29,7 +29,18 @@ from sigfs.fs import SigFS
 log = logging.getLogger("sigfs")
 
 # mount(8)/fstab options that mean nothing to FUSE itself.
-_DROPPED = {"defaults", "auto", "noauto", "user", "users", "nouser", "nofail", "_netdev", "owner", "group"}
+_DROPPED = {
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "users",
+    "nouser",
+    "nofail",
+    "_netdev",
+    "owner",
+    "group",
+}
 
 
 class MountError(Exception):
@@ -52,8 +63,9 @@ def fuse_options(opts: Iterable[str], debug: bool) -> set[str]:
 
 def _check_mountpoint(mountpoint: str) -> None:
     if procfs.is_mounted(mountpoint):
-        raise MountError(f"{mountpoint} is already a mount point "
-                         f"(a dead one? fusermount3 -u {mountpoint})")
+        raise MountError(
+            f"{mountpoint} is already a mount point (a dead one? fusermount3 -u {mountpoint})"
+        )
     if not os.path.isdir(mountpoint):
         raise MountError(f"mount point {mountpoint} is not a directory")
     if not os.path.exists("/dev/fuse"):
@@ -111,7 +123,9 @@ def serve(mountpoint: str, options: set[str], ready_fd: int | None = None) -> in
     return 0
 
 
-def run_mount(mountpoint: str, opts: list[str], foreground: bool, debug: bool, logfile: str | None) -> int:
+def run_mount(
+    mountpoint: str, opts: list[str], foreground: bool, debug: bool, logfile: str | None
+) -> int:
     mountpoint = os.path.abspath(mountpoint)
     try:
         _check_mountpoint(mountpoint)
@@ -154,7 +168,10 @@ def run_mount(mountpoint: str, opts: list[str], foreground: bool, debug: bool, l
     os.close(rfd)
     if answer != b"ok":
         _, status = os.waitpid(pid, 0)
-        msg = answer.decode(errors="replace") or f"sigfs: daemon exited before mounting (status {status})"
+        msg = (
+            answer.decode(errors="replace")
+            or f"sigfs: daemon exited before mounting (status {status})"
+        )
         print(msg, file=sys.stderr)
         return 1
     # Wait until the mount answers (the kernel's INIT handshake is done).

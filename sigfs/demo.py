@@ -32,8 +32,12 @@ def main() -> int:
     if os.geteuid() != 0:
         print("demo: run as root (make demo): it mounts and traces", file=sys.stderr)
         return 1
-    binary = subprocess.run([sys.executable, str(ROOT / "tests/targets/build.py"), "handlers"],
-                            check=True, capture_output=True, text=True).stdout.strip()
+    binary = subprocess.run(
+        [sys.executable, str(ROOT / "tests/targets/build.py"), "handlers"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     mnt = tempfile.mkdtemp(prefix="sigfs-demo-")
     image = tempfile.mkdtemp(prefix="sigfs-image-")
     os.rmdir(image)
@@ -66,23 +70,29 @@ def main() -> int:
         show_cmd(f"echo freeze > {d}/ctl; cat {d}/ctl; grep State /proc/{pid}/status")
         show_cmd(f"echo thaw > {d}/ctl; cat {d}/ctl; grep State /proc/{pid}/status")
         step("checkpoint it, leaving it running")
-        show_cmd(f"{SIGFS} checkpoint {pid} {image} --leave-running && ls {image} && "
-                 f"head -12 {image}/MANIFEST")
+        show_cmd(
+            f"{SIGFS} checkpoint {pid} {image} --leave-running && ls {image} && "
+            f"head -12 {image}/MANIFEST"
+        )
         show_cmd(f"diff {image}/sig/action {d}/sig/action && echo 'image matches the live files'")
         step("the target is still running, untraced")
         show_cmd(f"grep -E 'State|TracerPid' /proc/{pid}/status")
     finally:
+        # Clean up first, print after: stdout may be a closed pipe (| head).
         target.kill()
         target.wait()
         if target.stdout:
             target.stdout.close()
         if target.stdin:
             target.stdin.close()
-        step("unmount")
         time.sleep(0.1)
-        show_cmd(f"{SIGFS} umount {mnt}")
+        res = subprocess.run([SIGFS, "umount", mnt], capture_output=True, text=True)
+        if res.returncode != 0:
+            subprocess.run(["fusermount3", "-u", "-z", mnt], capture_output=True)
         os.rmdir(mnt)
         subprocess.run(["rm", "-rf", image])
+        step("unmounted")
+        print(f"$ {SIGFS} umount {mnt}", flush=True)
     print("\nRestore (writing the files back into a skeleton) is not built yet; see the README.")
     return 0
 

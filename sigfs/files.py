@@ -12,17 +12,17 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from sigfs import image, procfs, state
+from sigfs.formats import action as action_fmt
+from sigfs.formats import altstack as altstack_fmt
 from sigfs.formats import fds as fds_fmt
 from sigfs.formats import fpu as fpu_fmt
 from sigfs.formats import mm as mm_fmt
+from sigfs.formats import pending as pending_fmt
 from sigfs.formats import regs as regs_fmt
 from sigfs.formats import status as status_fmt
-from sigfs.pages import PagesStream, StreamReader, dumpable_vmas
-from sigfs.formats import action as action_fmt
-from sigfs.formats import altstack as altstack_fmt
-from sigfs.formats import pending as pending_fmt
 from sigfs.formats import waiters as waiters_fmt
 from sigfs.formats.sigset import render_bitmap
+from sigfs.pages import PagesStream, StreamReader, dumpable_vmas
 from sigfs.tracer import TargetBusy, Tracer
 from sigfs.tree import Entry, Scope, Tree
 
@@ -179,27 +179,65 @@ async def store_ctl(ctx: FileContext, data: bytes) -> None:
 
 
 ENTRIES: list[Entry] = [
-    Entry("sig/action", Scope.PROCESS, load_action, True,
-          "the 64 sigactions: signum flags mask handler restorer"),
+    Entry(
+        "sig/action",
+        Scope.PROCESS,
+        load_action,
+        True,
+        "the 64 sigactions: signum flags mask handler restorer",
+    ),
     Entry("sig/altstack", Scope.THREAD, load_altstack, True, "sigaltstack: sp size flags"),
     Entry("sig/blocked", Scope.THREAD, load_blocked, False, "blocked mask, 64 0/1 characters"),
-    Entry("sig/pending", Scope.THREAD, load_pending, True,
-          "thread-private pending signals and their siginfo"),
-    Entry("sig/shared_pending", Scope.PROCESS, load_shared_pending, True,
-          "process-wide pending signals and their siginfo"),
-    Entry("sig/waiters", Scope.PROCESS, load_waiters, False,
-          "threads blocked in wait4/waitid: options tid awaited-pid"),
-    Entry("errors", Scope.PROCESS, load_errors, False,
-          "recent error messages about this process, newest last"),
+    Entry(
+        "sig/pending",
+        Scope.THREAD,
+        load_pending,
+        True,
+        "thread-private pending signals and their siginfo",
+    ),
+    Entry(
+        "sig/shared_pending",
+        Scope.PROCESS,
+        load_shared_pending,
+        True,
+        "process-wide pending signals and their siginfo",
+    ),
+    Entry(
+        "sig/waiters",
+        Scope.PROCESS,
+        load_waiters,
+        False,
+        "threads blocked in wait4/waitid: options tid awaited-pid",
+    ),
+    Entry(
+        "errors",
+        Scope.PROCESS,
+        load_errors,
+        False,
+        "recent error messages about this process, newest last",
+    ),
     Entry("regs", Scope.THREAD, load_regs, True, "general registers and syscall state"),
     Entry("fpu", Scope.THREAD, load_fpu, True, "FPU/SSE/AVX state and the whole xsave area"),
     Entry("status", Scope.PROCESS, load_status, True, "ids, credentials, limits, settings"),
     Entry("fds", Scope.PROCESS, load_fds, False, "open file descriptors, cwd and root"),
     Entry("mm", Scope.PROCESS, load_mm, True, "mm fields, auxv and every VMA"),
-    Entry("pages", Scope.PROCESS, load_none, True, "memory contents (binary stream)",
-          open_stream=open_pages),
-    Entry("ctl", Scope.PROCESS, load_ctl, True,
-          "running or frozen; write freeze or thaw", mode=0o644, store=store_ctl),
+    Entry(
+        "pages",
+        Scope.PROCESS,
+        load_none,
+        True,
+        "memory contents (binary stream)",
+        open_stream=open_pages,
+    ),
+    Entry(
+        "ctl",
+        Scope.PROCESS,
+        load_ctl,
+        True,
+        "running or frozen; write freeze or thaw",
+        mode=0o644,
+        store=store_ctl,
+    ),
 ]
 
 TREE = Tree(ENTRIES)

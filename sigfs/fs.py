@@ -13,7 +13,7 @@ import itertools
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pyfuse3
@@ -48,7 +48,7 @@ def _fuse_errors(what: str) -> Iterator[None]:
         raise pyfuse3.FUSEError(errno.EIO) from None
 
 
-class SigFS(pyfuse3.Operations):  # type: ignore[misc]
+class SigFS(pyfuse3.Operations):
     """Every process the caller may trace, as a directory of text files."""
 
     enable_writeback_cache = False
@@ -79,7 +79,7 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
             st = procfs.read_status(pid)
         except ProcessLookupError:
             raise pyfuse3.FUSEError(errno.ENOENT) from None
-        if int(st.get("Tgid", "0")) != pid:
+        if int(st.get("Tgid") or "0") != pid:
             raise pyfuse3.FUSEError(errno.ENOENT)  # a thread id, not a process
         if not access.traceable(caller or self._caller(ctx), pid, st):
             # ENOENT rather than EACCES: like /proc with hidepid, another
@@ -120,7 +120,9 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
             raise pyfuse3.FUSEError(errno.ENOENT)
         return TREE.node(node_id), pid, tid
 
-    def _attrs(self, inode: int, node: Node | None, st: procfs.Status | None) -> pyfuse3.EntryAttributes:
+    def _attrs(
+        self, inode: int, node: Node | None, st: procfs.Status | None
+    ) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = inode
         attr.entry_timeout = TIMEOUT
@@ -194,11 +196,13 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
             node, pid, _ = self._resolve(inode)
             if node is not None:
                 self._check(ctx, pid)
-            if mode & os.W_OK and (node is None or node.is_dir or not (node.entry and node.entry.mode & 0o200)):
+            if mode & os.W_OK and (
+                node is None or node.is_dir or not (node.entry and node.entry.mode & 0o200)
+            ):
                 return False
             return True
 
-    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         return None  # inodes are computed; nothing to drop
 
     # -- directories ---------------------------------------------------------
@@ -276,8 +280,9 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
                 # FUSE, unkillable, with the whole mount stalled.
                 self.errors.add(pid, where, "a process cannot read its own ptrace-backed file")
                 raise pyfuse3.FUSEError(errno.EDEADLK)
-            fctx = FileContext(self.tracer, self.errors, pid, tid, where,
-                               st if tid == pid else None)
+            fctx = FileContext(
+                self.tracer, self.errors, pid, tid, where, st if tid == pid else None
+            )
             if writing:
                 fh = next(self._fh)
                 self._writers[fh] = (entry, fctx)
@@ -289,8 +294,7 @@ class SigFS(pyfuse3.Operations):  # type: ignore[misc]
                     raise pyfuse3.FUSEError(errno.ENOENT) from None
                 fh = next(self._fh)
                 self._streams[fh] = reader
-                return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False,
-                                        nonseekable=True)
+                return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
             try:
                 data = await entry.load(fctx)
             except ProcessLookupError:

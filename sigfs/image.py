@@ -38,14 +38,22 @@ PR_GET_THP_DISABLE = 42
 _libc = ctypes.CDLL(None, use_errno=True)
 
 RLIMITS = (
-    ("cpu", resource.RLIMIT_CPU), ("fsize", resource.RLIMIT_FSIZE),
-    ("data", resource.RLIMIT_DATA), ("stack", resource.RLIMIT_STACK),
-    ("core", resource.RLIMIT_CORE), ("rss", resource.RLIMIT_RSS),
-    ("nproc", resource.RLIMIT_NPROC), ("nofile", resource.RLIMIT_NOFILE),
-    ("memlock", resource.RLIMIT_MEMLOCK), ("as", resource.RLIMIT_AS),
-    ("locks", 10), ("sigpending", resource.RLIMIT_SIGPENDING),
-    ("msgqueue", resource.RLIMIT_MSGQUEUE), ("nice", resource.RLIMIT_NICE),
-    ("rtprio", resource.RLIMIT_RTPRIO), ("rttime", resource.RLIMIT_RTTIME),
+    ("cpu", resource.RLIMIT_CPU),
+    ("fsize", resource.RLIMIT_FSIZE),
+    ("data", resource.RLIMIT_DATA),
+    ("stack", resource.RLIMIT_STACK),
+    ("core", resource.RLIMIT_CORE),
+    ("rss", resource.RLIMIT_RSS),
+    ("nproc", resource.RLIMIT_NPROC),
+    ("nofile", resource.RLIMIT_NOFILE),
+    ("memlock", resource.RLIMIT_MEMLOCK),
+    ("as", resource.RLIMIT_AS),
+    ("locks", 10),
+    ("sigpending", resource.RLIMIT_SIGPENDING),
+    ("msgqueue", resource.RLIMIT_MSGQUEUE),
+    ("nice", resource.RLIMIT_NICE),
+    ("rtprio", resource.RLIMIT_RTPRIO),
+    ("rttime", resource.RLIMIT_RTTIME),
 )
 
 
@@ -168,9 +176,16 @@ _ANON_KINDS = {
 def _socket_inodes(tgid: int) -> dict[int, str]:
     """inode -> socket kind, from the process's network namespace tables."""
     kinds: dict[int, str] = {}
-    tables = (("unix", "socket-unix", 6), ("tcp", "socket-inet", 9), ("udp", "socket-inet", 9),
-              ("raw", "socket-inet", 9), ("tcp6", "socket-inet6", 9), ("udp6", "socket-inet6", 9),
-              ("raw6", "socket-inet6", 9), ("netlink", "socket-netlink", 8))
+    tables = (
+        ("unix", "socket-unix", 6),
+        ("tcp", "socket-inet", 9),
+        ("udp", "socket-inet", 9),
+        ("raw", "socket-inet", 9),
+        ("tcp6", "socket-inet6", 9),
+        ("udp6", "socket-inet6", 9),
+        ("raw6", "socket-inet6", 9),
+        ("netlink", "socket-netlink", 8),
+    )
     for table, kind, col in tables:
         try:
             lines = _read_text(f"/proc/{tgid}/net/{table}").splitlines()[1:]
@@ -252,17 +267,28 @@ def read_fds(tgid: int) -> fds_fmt.Fds:
                 break
         if shared == fd:
             groups.setdefault(key, []).append(fd)
-        out.append(fds_fmt.Fd(
-            fd=fd, kind=kind, flags=flags & ~O_CLOEXEC, pos=int(main.get("pos", "0")),
-            cloexec=bool(flags & O_CLOEXEC), mnt_id=int(main.get("mnt_id", "0")),
-            ino=int(main.get("ino", str(st.st_ino))), shared=shared, path=path,
-            deleted=path.endswith(" (deleted)"), extra=tuple(extra),
-        ))
-    return fds_fmt.Fds(fds=tuple(out), cwd=_readlink(f"/proc/{tgid}/cwd"),
-                       root=_readlink(f"/proc/{tgid}/root"))
+        out.append(
+            fds_fmt.Fd(
+                fd=fd,
+                kind=kind,
+                flags=flags & ~O_CLOEXEC,
+                pos=int(main.get("pos", "0")),
+                cloexec=bool(flags & O_CLOEXEC),
+                mnt_id=int(main.get("mnt_id", "0")),
+                ino=int(main.get("ino", str(st.st_ino))),
+                shared=shared,
+                path=path,
+                deleted=path.endswith(" (deleted)"),
+                extra=tuple(extra),
+            )
+        )
+    return fds_fmt.Fds(
+        fds=tuple(out), cwd=_readlink(f"/proc/{tgid}/cwd"), root=_readlink(f"/proc/{tgid}/root")
+    )
 
 
 # -- address space ------------------------------------------------------------
+
 
 def read_auxv(tgid: int) -> tuple[tuple[int, int], ...]:
     with open(f"/proc/{tgid}/auxv", "rb") as f:
@@ -293,8 +319,16 @@ async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
     vmas = mm_fmt.parse_proc_maps(_read_text(f"/proc/{tgid}/maps"))
     vmflags = mm_fmt.parse_smaps_vmflags(_read_text(f"/proc/{tgid}/smaps"))
     vmas = [
-        mm_fmt.Vma(start=v.start, end=v.end, perms=v.perms, offset=v.offset, dev=v.dev,
-                   inode=v.inode, path=v.path, vmflags=vmflags.get(v.start, ()))
+        mm_fmt.Vma(
+            start=v.start,
+            end=v.end,
+            perms=v.perms,
+            offset=v.offset,
+            dev=v.dev,
+            inode=v.inode,
+            path=v.path,
+            vmflags=vmflags.get(v.start, ()),
+        )
         for v in vmas
     ]
     try:
@@ -302,10 +336,18 @@ async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
     except OSError:
         exe = ""
     return mm_fmt.Mm(
-        start_code=_field(fields, 26), end_code=_field(fields, 27),
-        start_data=_field(fields, 45), end_data=_field(fields, 46),
-        start_brk=_field(fields, 47), brk=brk, start_stack=_field(fields, 28),
-        arg_start=_field(fields, 48), arg_end=_field(fields, 49),
-        env_start=_field(fields, 50), env_end=_field(fields, 51),
-        exe=exe, auxv=read_auxv(tgid), vmas=tuple(vmas),
+        start_code=_field(fields, 26),
+        end_code=_field(fields, 27),
+        start_data=_field(fields, 45),
+        end_data=_field(fields, 46),
+        start_brk=_field(fields, 47),
+        brk=brk,
+        start_stack=_field(fields, 28),
+        arg_start=_field(fields, 48),
+        arg_end=_field(fields, 49),
+        env_start=_field(fields, 50),
+        env_end=_field(fields, 51),
+        exe=exe,
+        auxv=read_auxv(tgid),
+        vmas=tuple(vmas),
     )

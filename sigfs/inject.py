@@ -147,9 +147,7 @@ class Injection:
             raise TargetGone(self.tid) from exc
         finally:
             self.tracer.masked.pop(self.tid, None)
-        if self._dirty and (
-            pt.regs_signed(self._saved_regs.orig_rax) >= 0 or self.att.group_stop
-        ):
+        if self._dirty and (pt.regs_signed(self._saved_regs.orig_rax) >= 0 or self.att.group_stop):
             # Back through get_signal(): the restart fix-up runs on our saved
             # registers when the thread is finally let go.
             pt.interrupt(self.tid)

@@ -93,8 +93,9 @@ class PagesStream:
             if data is None or data == ZERO_WINDOW[: len(data)]:
                 continue
             # Leave all-zero pages out: split the run around them.
-            nonzero = [0 if data[i * PAGE : (i + 1) * PAGE] != ZERO_PAGE else -1
-                       for i in range(count)]
+            nonzero = [
+                0 if data[i * PAGE : (i + 1) * PAGE] != ZERO_PAGE else -1 for i in range(count)
+            ]
             view = memoryview(data)
             for sub, subcount, _ in _runs(nonzero):
                 self.total_pages += subcount

@@ -106,7 +106,7 @@ def list_pids() -> list[int]:
 
 
 def tracer_pid(pid: int, tid: int | None = None) -> int:
-    return int(read_status(pid, tid).get("TracerPid", "0"))
+    return int(read_status(pid, tid).get("TracerPid") or "0")
 
 
 def comm(pid: int) -> str:

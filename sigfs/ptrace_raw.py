@@ -15,7 +15,6 @@ from ctypes import addressof, c_int32, c_uint32, c_uint64, sizeof
 
 from ptrace import PtraceError
 from ptrace.binding import func as _func
-from ptrace.binding.linux_struct import user_regs_struct
 
 # Requests (include/uapi/linux/ptrace.h).
 PTRACE_CONT = 7
@@ -58,8 +57,71 @@ WALL = 0x40000000  # __WALL: wait for threads as well as processes
 SIGINFO_SIZE = 128
 SIGSET_SIZE = 8
 
-Regs = user_regs_struct
-REGISTER_NAMES: tuple[str, ...] = tuple(name for name, _ in user_regs_struct._fields_)
+_REG_FIELDS = (
+    "r15",
+    "r14",
+    "r13",
+    "r12",
+    "rbp",
+    "rbx",
+    "r11",
+    "r10",
+    "r9",
+    "r8",
+    "rax",
+    "rcx",
+    "rdx",
+    "rsi",
+    "rdi",
+    "orig_rax",
+    "rip",
+    "cs",
+    "eflags",
+    "rsp",
+    "ss",
+    "fs_base",
+    "gs_base",
+    "ds",
+    "es",
+    "fs",
+    "gs",
+)
+
+
+class Regs(ctypes.Structure):
+    """x86-64 ``struct user_regs_struct`` (arch/x86/include/asm/user_64.h)."""
+
+    _fields_ = [(name, ctypes.c_ulong) for name in _REG_FIELDS]
+    r15: int
+    r14: int
+    r13: int
+    r12: int
+    rbp: int
+    rbx: int
+    r11: int
+    r10: int
+    r9: int
+    r8: int
+    rax: int
+    rcx: int
+    rdx: int
+    rsi: int
+    rdi: int
+    orig_rax: int
+    rip: int
+    cs: int
+    eflags: int
+    rsp: int
+    ss: int
+    fs_base: int
+    gs_base: int
+    ds: int
+    es: int
+    fs: int
+    gs: int
+
+
+REGISTER_NAMES: tuple[str, ...] = _REG_FIELDS
 
 
 class TraceError(OSError):

@@ -35,8 +35,10 @@ def _handler(pid: int, addr: int) -> str:
 def _queue(pending: Pending) -> list[str]:
     lines = []
     for si in pending.queue:
-        fields = " ".join(f"{k}={v:#x}" if k in ("addr", "call_addr", "lower", "upper", "arch")
-                          else f"{k}={v}" for k, v in si.fields().items())
+        fields = " ".join(
+            f"{k}={v:#x}" if k in ("addr", "call_addr", "lower", "upper", "arch") else f"{k}={v}"
+            for k, v in si.fields().items()
+        )
         lines.append(
             f"    {signals.signal_name(si.signo):<12} {signals.code_name(si.signo, si.code):<12} "
             f"{fields}" + (f" errno={si.errno}" if si.errno else "")
@@ -73,7 +75,9 @@ async def _collect(pid: int, tid: int) -> list[str]:
         if act.handler == 0 and act.flags == 0 and act.mask == 0:
             continue
         flags = "|".join(signals.flag_names(act.flags)) or "0"
-        line = f"    {signals.signal_name(act.signum):<12} {_handler(pid, act.handler)}  flags {flags}"
+        line = (
+            f"    {signals.signal_name(act.signum):<12} {_handler(pid, act.handler)}  flags {flags}"
+        )
         if act.mask:
             line += f"  mask {_names(act.mask)}"
         out.append(line)
@@ -100,8 +104,10 @@ def run_show(pid: int, tid: int | None) -> int:
         return 1
     except OSError as exc:
         if exc.errno == errno.EPERM:
-            print(f"sigfs: not permitted to trace {pid} (need CAP_SYS_PTRACE or the same uid)",
-                  file=sys.stderr)
+            print(
+                f"sigfs: not permitted to trace {pid} (need CAP_SYS_PTRACE or the same uid)",
+                file=sys.stderr,
+            )
         else:
             print(f"sigfs: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -148,9 +148,7 @@ def parse_signal(token: str) -> int:
         offset = int(m.group(3) or "0", 10)
         n = base + offset if m.group(2) == "+" else base - offset
         if not SIGRTMIN <= n <= SIGRTMAX:
-            raise FormatError(
-                None, f"{token} is not a real-time signal ({SIGRTMIN}..{SIGRTMAX})"
-            )
+            raise FormatError(None, f"{token} is not a real-time signal ({SIGRTMIN}..{SIGRTMAX})")
         return n
     if re.fullmatch(r"[+-]?[0-9]+|[+-]?0[xX][0-9a-fA-F]+", token):
         raise FormatError(None, f"signal {show(token)} is out of range 1..{NSIG}")

@@ -30,7 +30,7 @@ def live_thread(tgid: int) -> int:
     tids = procfs.list_tids(tgid)
     for tid in [tgid] + [t for t in tids if t != tgid]:
         try:
-            state = procfs.read_status(tgid, tid).get("State", "")
+            state = procfs.read_status(tgid, tid).get("State") or ""
         except ProcessLookupError:
             continue
         if not state.startswith(("Z", "X")):
@@ -38,9 +38,7 @@ def live_thread(tgid: int) -> int:
     raise ProcessLookupError(errno.ESRCH, f"process {tgid} has no live thread")
 
 
-def blocked_mask(
-    tracer: Tracer, tgid: int, tid: int, status: procfs.Status | None = None
-) -> int:
+def blocked_mask(tracer: Tracer, tgid: int, tid: int, status: procfs.Status | None = None) -> int:
     """The blocked mask, from ``/proc`` (``status``: the thread's, just read).
 
     While sigfs injects a syscall the thread's mask is ours (everything
@@ -120,8 +118,7 @@ def read_waiters(tgid: int) -> list[Waiter]:
         if nr == SYS_WAIT4:
             out.append(from_wait4(tid, _s32(args[0]), args[2] & 0xFFFFFFFF))
         elif nr == SYS_WAITID:
-            out.append(from_waitid(tid, args[0] & 0xFFFFFFFF, _s32(args[1]),
-                                   args[3] & 0xFFFFFFFF))
+            out.append(from_waitid(tid, args[0] & 0xFFFFFFFF, _s32(args[1]), args[3] & 0xFFFFFFFF))
     return out
 
 

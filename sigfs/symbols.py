@@ -27,7 +27,10 @@ def _symbols(path: str, mtime_ns: int) -> tuple[bool, list[int], list[tuple[int,
             if not isinstance(sec, SymbolTableSection):
                 continue
             for sym in sec.iter_symbols():
-                if sym["st_info"]["type"] not in ("STT_FUNC", "STT_GNU_IFUNC") or not sym["st_value"]:
+                if (
+                    sym["st_info"]["type"] not in ("STT_FUNC", "STT_GNU_IFUNC")
+                    or not sym["st_value"]
+                ):
                     continue
                 syms[sym["st_value"]] = (sym["st_value"], sym["st_size"], sym.name)
     table = sorted(syms.values())

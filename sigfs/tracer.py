@@ -68,8 +68,7 @@ class StopTimeout(OSError):
     def __init__(self, tid: int, seconds: float) -> None:
         super().__init__(
             errno.EAGAIN,
-            f"thread {tid} did not stop within {seconds:g} s "
-            "(uninterruptible sleep?); try again",
+            f"thread {tid} did not stop within {seconds:g} s (uninterruptible sleep?); try again",
         )
 
 
@@ -317,8 +316,11 @@ class Tracer:
             skipped: set[int] = set()
             try:
                 while True:
-                    new = [t for t in procfs.list_tids(tgid)
-                           if t not in self.attached and t not in skipped]
+                    new = [
+                        t
+                        for t in procfs.list_tids(tgid)
+                        if t not in self.attached and t not in skipped
+                    ]
                     if not new:
                         break
                     for tid in new:

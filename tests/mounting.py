@@ -35,7 +35,9 @@ class Mount:
         return self.proc.poll() is None
 
 
-def start_mount(path: str | None = None, options: tuple[str, ...] = (), debug: bool = False) -> Mount:
+def start_mount(
+    path: str | None = None, options: tuple[str, ...] = (), debug: bool = False
+) -> Mount:
     path = path or tempfile.mkdtemp(prefix="sigfs-mnt-")
     log_fd, log_path = tempfile.mkstemp(prefix="sigfs-log-")
     cmd = [SIGFS, "mount", path, "-f"]

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.mount
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        list(args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def mounted(path: str) -> bool:
@@ -93,8 +94,13 @@ def installed_helper():  # type: ignore[no-untyped-def]
 
 def test_mount_helper_form_and_mount_t_fuse(mountpoint, installed_helper, spawn) -> None:  # type: ignore[no-untyped-def]
     """mount -t fuse sigfs MNT runs `sigfs MNT -o OPTS` through mount.fuse3."""
-    res = subprocess.run(["mount", "-t", "fuse", "sigfs", mountpoint, "-o", "allow_other"],
-                         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    res = subprocess.run(
+        ["mount", "-t", "fuse", "sigfs", mountpoint, "-o", "allow_other"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     assert res.returncode == 0, res.stderr
     assert mounted(mountpoint)
     with open("/proc/mounts") as f:
@@ -110,8 +116,13 @@ def test_fstab_line(mountpoint, installed_helper, tmp_path) -> None:  # type: ig
     """The fstab form: `sigfs MNT fuse defaults,allow_other 0 0`."""
     fstab = tmp_path / "fstab"
     fstab.write_text(f"sigfs  {mountpoint}  fuse  defaults,allow_other  0 0\n")
-    res = subprocess.run(["mount", "-T", str(fstab), mountpoint], capture_output=True,
-                         text=True, timeout=30, stdin=subprocess.DEVNULL)
+    res = subprocess.run(
+        ["mount", "-T", str(fstab), mountpoint],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     assert res.returncode == 0, res.stderr
     assert mounted(mountpoint)
     assert Path(mountpoint, "version").read_text().startswith("sigfs ")

@@ -96,8 +96,26 @@ def test_parse_signal(token: str, number: int) -> None:
 
 @pytest.mark.parametrize(
     "token",
-    ["", "0", "65", "-1", "+10", "SIGFOO", "SIG", "USR3", "SIGRTMIN-1", "SIGRTMAX+1",
-     "SIGRTMIN+31", "SIG USR1", "1" * 5000, "SIGUSR1" * 1000, "１０", "1_0", "10 ", "0x41"],
+    [
+        "",
+        "0",
+        "65",
+        "-1",
+        "+10",
+        "SIGFOO",
+        "SIG",
+        "USR3",
+        "SIGRTMIN-1",
+        "SIGRTMAX+1",
+        "SIGRTMIN+31",
+        "SIG USR1",
+        "1" * 5000,
+        "SIGUSR1" * 1000,
+        "１０",
+        "1_0",
+        "10 ",
+        "0x41",
+    ],
 )
 def test_parse_signal_rejects(token: str) -> None:
     with pytest.raises(FormatError) as info:
@@ -109,9 +127,22 @@ def test_parse_signal_rejects(token: str) -> None:
 def test_signal_names_cover_range_and_round_trip() -> None:
     assert signals.NSIG == 64
     expected = {
-        1: "SIGHUP", 6: "SIGABRT", 9: "SIGKILL", 10: "SIGUSR1", 17: "SIGCHLD", 19: "SIGSTOP",
-        29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS", 32: "SIG32", 33: "SIG33", 34: "SIGRTMIN",
-        35: "SIGRTMIN+1", 49: "SIGRTMIN+15", 50: "SIGRTMAX-14", 63: "SIGRTMAX-1",
+        1: "SIGHUP",
+        6: "SIGABRT",
+        9: "SIGKILL",
+        10: "SIGUSR1",
+        17: "SIGCHLD",
+        19: "SIGSTOP",
+        29: "SIGIO",
+        30: "SIGPWR",
+        31: "SIGSYS",
+        32: "SIG32",
+        33: "SIG33",
+        34: "SIGRTMIN",
+        35: "SIGRTMIN+1",
+        49: "SIGRTMIN+15",
+        50: "SIGRTMAX-14",
+        63: "SIGRTMAX-1",
         64: "SIGRTMAX",
     }
     for n, name in expected.items():
@@ -135,7 +166,12 @@ def test_flag_names() -> None:
     assert signals.ss_flag_names(1 | (1 << 31)) == ["SS_ONSTACK", "SS_AUTODISARM"]
     assert signals.wait_option_names(0x40000004) == ["WEXITED", "__WALL"]
     assert signals.wait_option_names(0x80000000 | 0x01000000 | 0x20000000 | 0xB) == [
-        "WNOHANG", "WUNTRACED", "WCONTINUED", "WNOWAIT", "__WNOTHREAD", "__WCLONE"
+        "WNOHANG",
+        "WUNTRACED",
+        "WCONTINUED",
+        "WNOWAIT",
+        "__WNOTHREAD",
+        "__WCLONE",
     ]
     with pytest.raises(ValueError):
         signals.flag_names(-1)
@@ -298,8 +334,10 @@ def test_parse_mask_edit_bitmap_property(mask: int, current: int, replace: bool)
     assert got == (mask if replace else mask | current)
 
 
-@given(st.lists(st.tuples(st.sampled_from("+- "), st.integers(1, 64)), max_size=20),
-       st.integers(0, U64))
+@given(
+    st.lists(st.tuples(st.sampled_from("+- "), st.integers(1, 64)), max_size=20),
+    st.integers(0, U64),
+)
 def test_parse_mask_edit_token_property(edits: list[tuple[str, int]], current: int) -> None:
     text = " ".join(f"{sign.strip()}{signals.signal_name(n)}" for sign, n in edits)
     for replace in (True, False):
@@ -383,22 +421,30 @@ OFFSETS: dict[Layout, dict[str, tuple[int, str]]] = {
     Layout.RT: {"spid": (16, "<i"), "suid": (20, "<I"), "value": (24, "<Q")},
     Layout.TIMER: {"tid": (16, "<i"), "overrun": (20, "<i"), "value": (24, "<Q")},
     Layout.CHLD: {
-        "pid": (16, "<i"), "uid": (20, "<I"), "status": (24, "<i"),
-        "utime": (32, "<q"), "stime": (40, "<q"),
+        "pid": (16, "<i"),
+        "uid": (20, "<I"),
+        "status": (24, "<i"),
+        "utime": (32, "<q"),
+        "stime": (40, "<q"),
     },
     Layout.FAULT: {"addr": (16, "<Q")},
     Layout.FAULT_MCEERR: {"addr": (16, "<Q"), "addr_lsb": (24, "<h")},
     Layout.FAULT_BNDERR: {"addr": (16, "<Q"), "lower": (32, "<Q"), "upper": (40, "<Q")},
     Layout.FAULT_PKUERR: {"addr": (16, "<Q"), "pkey": (32, "<I")},
     Layout.FAULT_PERF: {
-        "addr": (16, "<Q"), "perf_data": (24, "<Q"), "perf_type": (32, "<I"),
+        "addr": (16, "<Q"),
+        "perf_data": (24, "<Q"),
+        "perf_type": (32, "<I"),
         "perf_flags": (36, "<I"),
     },
     Layout.POLL: {"band": (16, "<q"), "fd": (24, "<i")},
     Layout.SYS: {"call_addr": (16, "<Q"), "syscall": (24, "<i"), "arch": (28, "<I")},
 }
 RANGES = {
-    "<i": I32, "<I": (0, U32), "<q": (-(1 << 63), (1 << 63) - 1), "<Q": (0, U64),
+    "<i": I32,
+    "<I": (0, U32),
+    "<q": (-(1 << 63), (1 << 63) - 1),
+    "<Q": (0, U64),
     "<h": (-(1 << 15), (1 << 15) - 1),
 }
 # A (signo, code) giving each layout.
@@ -484,8 +530,7 @@ def test_siginfo_random_bytes_round_trip(raw: bytes, signo: int, plausible_code:
 def test_siginfo_example_text() -> None:
     si = Siginfo.build(17, 0, 1, pid=4242, uid=0, status=0, utime=0, stime=0)
     assert siginfo.render_record(si) == (
-        "sig 17: user 0 flags 0 errno 0 code 1\n"
-        "  chld pid 4242 uid 0 status 0 utime 0 stime 0\n"
+        "sig 17: user 0 flags 0 errno 0 code 1\n  chld pid 4242 uid 0 status 0 utime 0 stime 0\n"
     )
 
 
@@ -498,8 +543,7 @@ def test_siginfo_example_text() -> None:
         ),
         (
             Siginfo.build(40, 0, -1, spid=77, suid=1000, value=U64),
-            "sig 40: user 1000 flags 0 errno 0 code -1\n"
-            f"  queue spid 77 suid 1000 value {U64}\n",
+            f"sig 40: user 1000 flags 0 errno 0 code -1\n  queue spid 77 suid 1000 value {U64}\n",
         ),
         (
             Siginfo.build(14, 0, -2, tid=5, overrun=-1, value=3),
@@ -606,12 +650,33 @@ TIMER = Siginfo.build(14, 0, -2, tid=1, overrun=2, value=3)
         ([CHLD_HEAD, CHLD_DETAIL, "  raw"], 3, "expected 'raw'"),
         ([CHLD_HEAD, CHLD_DETAIL, "  bogus 1"], 3, "expected a 'raw' line or"),
         # raw must agree with the header and the detail line
-        (["sig 14: user 0 flags 0 errno 0 code -2", "  timer tid 1 overrun 2 value 3",
-          _raw_line(Siginfo.build(14, 0, -2, tid=1, overrun=2, value=4))], 3, "value"),
-        (["sig 14: user 0 flags 0 errno 5 code -2", "  timer tid 1 overrun 2 value 3",
-          _raw_line(TIMER)], 3, "errno"),
-        (["sig 15: user 0 flags 0 errno 0 code -2", "  timer tid 1 overrun 2 value 3",
-          _raw_line(TIMER)], 3, "signo"),
+        (
+            [
+                "sig 14: user 0 flags 0 errno 0 code -2",
+                "  timer tid 1 overrun 2 value 3",
+                _raw_line(Siginfo.build(14, 0, -2, tid=1, overrun=2, value=4)),
+            ],
+            3,
+            "value",
+        ),
+        (
+            [
+                "sig 14: user 0 flags 0 errno 5 code -2",
+                "  timer tid 1 overrun 2 value 3",
+                _raw_line(TIMER),
+            ],
+            3,
+            "errno",
+        ),
+        (
+            [
+                "sig 15: user 0 flags 0 errno 0 code -2",
+                "  timer tid 1 overrun 2 value 3",
+                _raw_line(TIMER),
+            ],
+            3,
+            "signo",
+        ),
         ([CHLD_HEAD, CHLD_DETAIL, "x" * 2000], 3, "longer than"),
     ],
 )
@@ -701,8 +766,11 @@ def test_pending_example_and_comments() -> None:
         (ZERO_MASK + "\n" + CHLD_HEAD + "\n" + CHLD_DETAIL + "\n", 2, "not set in the mask"),
         (sigset.render_bitmap(1 << 16) + "\n" + CHLD_HEAD + "\n", 2, "no detail line"),
         (sigset.render_bitmap(1 << 16) + "\n" + ZERO_MASK + "\n", 2, "expected a 'sig"),
-        (sigset.render_bitmap(1 << 16) + "\n" + CHLD_HEAD + "\n" + CHLD_DETAIL[:-8] + "\n",
-         3, "got 8 words"),
+        (
+            sigset.render_bitmap(1 << 16) + "\n" + CHLD_HEAD + "\n" + CHLD_DETAIL[:-8] + "\n",
+            3,
+            "got 8 words",
+        ),
     ],
 )
 def test_pending_rejects(text: str, line: int, needle: str) -> None:
@@ -739,10 +807,12 @@ def test_pending_model_rejects() -> None:
 def actions_models(draw: st.DrawFn) -> Actions:
     u64 = st.one_of(st.integers(0, U64), st.sampled_from([0, 1, 0x401196, 0x7F0A2C842520]))
     flags = st.one_of(st.integers(0, U64), st.sampled_from([0, 0x14000004, 0x4000000]))
-    return Actions(tuple(
-        SigAction(k, draw(u64), draw(flags), draw(u64), draw(st.integers(0, U64)))
-        for k in range(1, 65)
-    ))
+    return Actions(
+        tuple(
+            SigAction(k, draw(u64), draw(flags), draw(u64), draw(st.integers(0, U64)))
+            for k in range(1, 65)
+        )
+    )
 
 
 @settings(deadline=None)
@@ -758,8 +828,7 @@ def test_action_round_trip(actions: Actions) -> None:
 
 def test_action_example_line() -> None:
     acts = list(Actions.default())
-    acts[9] = SigAction(10, handler=0x401196, flags=0x14000004, restorer=0x7F0A2C842520,
-                        mask=0)
+    acts[9] = SigAction(10, handler=0x401196, flags=0x14000004, restorer=0x7F0A2C842520, mask=0)
     actions = Actions(tuple(acts))
     text = action.render(actions)
     assert text.splitlines()[10] == f"10 0x14000004 {ZERO_MASK} 0x401196 0x7f0a2c842520"
@@ -825,8 +894,13 @@ def test_action_rejects(text: str, line: int, needle: str) -> None:
 
 
 def test_action_model_rejects() -> None:
-    for kwargs in ({"signum": 0}, {"signum": 65}, {"signum": 1, "handler": -1},
-                   {"signum": 1, "flags": 1 << 64}, {"signum": 1, "mask": 1 << 64}):
+    for kwargs in (
+        {"signum": 0},
+        {"signum": 65},
+        {"signum": 1, "handler": -1},
+        {"signum": 1, "flags": 1 << 64},
+        {"signum": 1, "mask": 1 << 64},
+    ):
         with pytest.raises(FormatError):
             SigAction(**kwargs)
     with pytest.raises(FormatError):
@@ -908,8 +982,13 @@ def test_waiters_examples() -> None:
     assert waiters.from_waitid(5, waiters.P_PGID, 0, 4) == Waiter(4, 5, 0)
     assert waiters.from_waitid(5, waiters.P_PIDFD, 7, 4) == Waiter(4, 5, 0)
     assert waiters.from_waitid(5, waiters.P_PIDFD, 7, 4, pidfd_pid=99) == Waiter(4, 5, 99)
-    for idtype, ident in ((waiters.P_PID, 0), (waiters.P_PGID, -3), (4, 1), (-1, 0),
-                          (waiters.P_PIDFD, -1)):
+    for idtype, ident in (
+        (waiters.P_PID, 0),
+        (waiters.P_PGID, -3),
+        (4, 1),
+        (-1, 0),
+        (waiters.P_PIDFD, -1),
+    ):
         with pytest.raises(FormatError):
             waiters.from_waitid(5, idtype, ident, 4)
 

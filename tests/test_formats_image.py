@@ -766,8 +766,15 @@ FDS_MODEL = Fds(
         _fd(0, "chr", ino=3, path="/dev/pts/0", extra=(("rdev", "0x8800"),)),
         _fd(1, "chr", ino=3, shared=0, path="/dev/pts/0", extra=(("rdev", "0x8800"),)),
         _fd(3, "pipe", flags=0, ino=12345, path="pipe:[12345]"),
-        _fd(4, "eventfd", flags=0o2000002, cloexec=True, mnt_id=15, path="anon_inode:[eventfd]",
-            extra=(("eventfd-count", "5"), ("eventfd-id", "3"))),
+        _fd(
+            4,
+            "eventfd",
+            flags=0o2000002,
+            cloexec=True,
+            mnt_id=15,
+            path="anon_inode:[eventfd]",
+            extra=(("eventfd-count", "5"), ("eventfd-id", "3")),
+        ),
         _fd(7, "file", pos=17, path="/tmp/a b=c (deleted)", deleted=True),
     ),  # fmt: skip
     "/home/user",
@@ -805,9 +812,7 @@ def fds_models(draw: st.DrawFn) -> Fds:
     numbers = sorted(set(draw(st.lists(st.integers(0, 5000), max_size=12))))
     items: list[Fd] = []
     leaders: list[Fd] = []
-    extra_pairs = st.tuples(
-        st.from_regex(r"[A-Za-z0-9_.:+-]{1,12}", fullmatch=True), path_texts
-    )
+    extra_pairs = st.tuples(st.from_regex(r"[A-Za-z0-9_.:+-]{1,12}", fullmatch=True), path_texts)
     for n in numbers:
         common = {
             "flags": draw(u32s),
@@ -1053,8 +1058,7 @@ VMA1 = "vma 0x55d5c4a00000-0x55d5c4a02000 "
         (MM_TEXT + "auxv 6\n", "expected 'auxv TYPE VALUE'"),
         (MM_TEXT + "auxv AT_NOPE 1\n", "auxv type"),
         (MM_TEXT + "vma 0x1000-0x2000 r--p 0x0 00:00 0 flags= path=\n", "overlaps or precedes"),
-        (MM_TEXT + "vma 0x55d5c4a01000-0x55d5c4a03000 r--p 0x0 00:00 0 flags= path=\n",
-         "overlaps"),
+        (MM_TEXT + "vma 0x55d5c4a01000-0x55d5c4a03000 r--p 0x0 00:00 0 flags= path=\n", "overlaps"),
         (_mm_edit(VMA1, "vma 0x1001-0x2000 r--p 0x0 00:00 0 flags= path="), "not page aligned"),
         (_mm_edit(VMA1, "vma 0x2000-0x2000 r--p 0x0 00:00 0 flags= path="), "not below end"),
         (_mm_edit(VMA1, "vma 0x2000 r--p 0x0 00:00 0 flags= path="), "expected START-END"),

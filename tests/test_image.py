@@ -37,8 +37,7 @@ def gdb_registers(pid: int, *exprs: str) -> str:
     cmd = ["gdb", "-batch", "-nx", "-p", str(pid), "-ex", "info registers"]
     for e in exprs:
         cmd += ["-ex", e]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                         stdin=subprocess.DEVNULL)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     return res.stdout
 
 
@@ -104,9 +103,17 @@ def test_fds_match_proc(mnt, spawn, tmp_path) -> None:  # type: ignore[no-untype
         assert f.cloexec == bool(flags & 0o2000000)
         assert f.flags == flags & ~0o2000000
     kinds = {
-        "file": "file", "deleted": "file", "dir": "dir", "eventfd": "eventfd",
-        "signalfd": "signalfd", "timerfd": "timerfd", "epoll": "epoll", "inotify": "inotify",
-        "memfd": "memfd", "inet": "socket-inet", "null": "chr",
+        "file": "file",
+        "deleted": "file",
+        "dir": "dir",
+        "eventfd": "eventfd",
+        "signalfd": "signalfd",
+        "timerfd": "timerfd",
+        "epoll": "epoll",
+        "inotify": "inotify",
+        "memfd": "memfd",
+        "inet": "socket-inet",
+        "null": "chr",
     }
     for key, kind in kinds.items():
         assert by_fd[int(info[key])].kind == kind, (key, by_fd[int(info[key])])
@@ -132,7 +139,8 @@ def test_mm_matches_maps(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     with open(f"/proc/{t.pid}/maps") as f:
         maps = mm_fmt.parse_proc_maps(f.read())
     assert [(v.start, v.end, v.perms, v.offset, v.dev, v.inode, v.path) for v in mm.vmas] == [
-        (v.start, v.end, v.perms, v.offset, v.dev, v.inode, v.path) for v in maps]
+        (v.start, v.end, v.perms, v.offset, v.dev, v.inode, v.path) for v in maps
+    ]
     assert mm.exe == os.readlink(f"/proc/{t.pid}/exe")
     heap = [v for v in mm.vmas if v.path == "[heap]"]
     if heap:
@@ -249,12 +257,18 @@ def test_ctl_of_a_process_gone(mnt, spawn) -> None:  # type: ignore[no-untyped-d
 
 # -- checkpoint -----------------------------------------------------------------
 
+
 def checkpoint(pid: int, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:
     import sys
 
     sigfs = os.path.join(os.path.dirname(sys.executable), "sigfs")
-    return subprocess.run([sigfs, "checkpoint", str(pid), dest, *extra], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sigfs, "checkpoint", str(pid), dest, *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def tree_digest(root: str) -> dict[str, str]:
@@ -273,9 +287,23 @@ def test_checkpoint_image_is_the_mounted_tree(mnt, spawn, tmp_path) -> None:  # 
     res = checkpoint(t.pid, img, "--leave-running")
     assert res.returncode == 0, res.stderr
     files = tree_digest(img)
-    for rel in ("sig/action", "sig/blocked", "sig/pending", "sig/shared_pending",
-                "sig/altstack", "sig/waiters", "regs", "fpu", "fds", "mm", "status", "pages",
-                f"task/{t.pid}/regs", f"task/{t.pid}/sig/blocked", "MANIFEST"):
+    for rel in (
+        "sig/action",
+        "sig/blocked",
+        "sig/pending",
+        "sig/shared_pending",
+        "sig/altstack",
+        "sig/waiters",
+        "regs",
+        "fpu",
+        "fds",
+        "mm",
+        "status",
+        "pages",
+        f"task/{t.pid}/regs",
+        f"task/{t.pid}/sig/blocked",
+        "MANIFEST",
+    ):
         assert rel in files, rel
     # The same bytes as reading the mounted files of the same (unchanged) process.
     for rel in ("sig/action", "sig/blocked", "fds", "sig/altstack"):

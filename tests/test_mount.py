@@ -37,9 +37,25 @@ def test_root_lists_processes_and_tree(mnt, spawn) -> None:  # type: ignore[no-u
     assert str(t.pid) in os.listdir(mnt.path)
     base = os.path.join(mnt.path, str(t.pid))
     assert sorted(os.listdir(base)) == [
-        "ctl", "errors", "fds", "fpu", "mm", "pages", "regs", "sig", "status", "task"]
+        "ctl",
+        "errors",
+        "fds",
+        "fpu",
+        "mm",
+        "pages",
+        "regs",
+        "sig",
+        "status",
+        "task",
+    ]
     assert sorted(os.listdir(base + "/sig")) == [
-        "action", "altstack", "blocked", "pending", "shared_pending", "waiters"]
+        "action",
+        "altstack",
+        "blocked",
+        "pending",
+        "shared_pending",
+        "waiters",
+    ]
     assert [int(x) for x in os.listdir(base + "/task")] == t.tids()
     assert sorted(os.listdir(f"{base}/task/{t.pid}")) == ["fpu", "regs", "sig"]
     tsig = f"{base}/task/{t.pid}/sig"
@@ -58,7 +74,7 @@ def test_rfc_forker(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("forker")
     for sig in (10, 29, 11):
         os.kill(t.pid, sig)
-    base = os.path.join(mnt.path, str(t.pid), "sig")
+
     kernel = t.sigmask_fields()
     blocked = mnt.read(f"{t.pid}/sig/blocked")
     assert blocked == blocked.splitlines()[0] + "\n" and len(blocked) == 65
@@ -94,15 +110,17 @@ def test_action_and_altstack_match_target(mnt, spawn) -> None:  # type: ignore[n
         assert "".join("1" if act.mask >> k & 1 else "0" for k in range(64)) == fields["mask"]
     alt = altstack_fmt.parse(mnt.read(f"{t.pid}/sig/altstack"))
     want = dict(kv.split("=", 1) for kv in t.altstack_line.split()[1:])
-    assert (alt.sp, alt.size, alt.flags) == (int(want["sp"], 16), int(want["size"]),
-                                             int(want["flags"]))
+    assert (alt.sp, alt.size, alt.flags) == (
+        int(want["sp"], 16),
+        int(want["size"]),
+        int(want["flags"]),
+    )
     kernel = t.sigmask_fields()
     caught = sum(1 << (a.signum - 1) for a in actions if a.handler > 1)
     ignored = sum(1 << (a.signum - 1) for a in actions if a.handler == 1)
     assert caught == kernel["SigCgt"] and ignored == kernel["SigIgn"]
     # The pending queue holds both sigqueue'd values in order.
-    pend = pending_fmt.parse(mnt.read(f"{t.pid}/sig/shared_pending")
-                             ) if kernel["ShdPnd"] else None
+    pend = pending_fmt.parse(mnt.read(f"{t.pid}/sig/shared_pending")) if kernel["ShdPnd"] else None
     if pend is not None:
         values = [si.fields().get("value") for si in pend.queue if si.signo == 39]
         assert values == [1234, 5678]
@@ -151,29 +169,36 @@ def test_threads_have_their_own_files(mnt, spawn) -> None:  # type: ignore[no-un
         assert bitmap(mnt.read(f"{base}/blocked")) == int(st["SigBlk"], 16)
         pend = pending_fmt.parse(mnt.read(f"{base}/pending"))
         assert pend.mask == int(st["SigPnd"], 16)
-        assert [si.signo for si in pend.queue] == [s for s in range(1, 65) if pend.mask >> (s - 1) & 1]
+        assert [si.signo for si in pend.queue] == [
+            s for s in range(1, 65) if pend.mask >> (s - 1) & 1
+        ]
         alt = altstack_fmt.parse(mnt.read(f"{base}/altstack"))
         assert alt.size > 0
 
 
 def test_self_read_is_refused_not_hung(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     # After exec, cat's pid is the shell's $$: it opens its own pending file.
-    proc = subprocess.Popen(["sh", "-c", f'exec cat {mnt.path}/$$/sig/pending'],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["sh", "-c", f"exec cat {mnt.path}/$$/sig/pending"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = proc.communicate(timeout=10)
     assert proc.returncode != 0
     assert b"deadlock" in err.lower()
     # /proc-backed files of oneself are fine.
-    proc = subprocess.run(["sh", "-c", f"exec cat {mnt.path}/$$/sig/blocked"],
-                          capture_output=True, timeout=10)
+    proc = subprocess.run(
+        ["sh", "-c", f"exec cat {mnt.path}/$$/sig/blocked"], capture_output=True, timeout=10
+    )
     assert proc.returncode == 0 and len(proc.stdout) == 65
 
 
 def test_traced_by_someone_else(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("forker")
     os.kill(t.pid, signal.SIGUSR1)
-    strace = subprocess.Popen(["strace", "-p", str(t.pid), "-o", "/dev/null"],
-                              stderr=subprocess.DEVNULL)
+    strace = subprocess.Popen(
+        ["strace", "-p", str(t.pid), "-o", "/dev/null"], stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 5
         while int(t.status()["TracerPid"]) == 0 and time.monotonic() < deadline:
@@ -237,8 +262,13 @@ def test_daemon_death_leaves_no_process_traced(spawn, how) -> None:  # type: ign
         # must always survive it.
         files = "sig/pending sig/shared_pending" if how == "SIGKILL" else "sig/action sig/pending"
         reader = subprocess.Popen(
-            ["sh", "-c", f"while :; do for p in {pids}; do for f in {files}; do "
-             f"cat {m.path}/$p/$f >/dev/null 2>&1; done; done; done"])
+            [
+                "sh",
+                "-c",
+                f"while :; do for p in {pids}; do for f in {files}; do "
+                f"cat {m.path}/$p/$f >/dev/null 2>&1; done; done; done",
+            ]
+        )
         time.sleep(0.5)
         if how == "umount":
             subprocess.run(["fusermount3", "-u", "-z", m.path], check=True)
@@ -271,8 +301,10 @@ def test_unprivileged_user_sees_only_own_processes(spawn, unpriv_user) -> None: 
                 os.setgroups([])
                 os.setgid(gid)
                 os.setuid(uid)
-            return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True,
-                                  preexec_fn=demote, timeout=20)
+
+            return subprocess.run(
+                ["sh", "-c", cmd], capture_output=True, text=True, preexec_fn=demote, timeout=20
+            )
 
         listing = as_user(f"ls {m.path}").stdout.split()
         assert str(mine.pid) in listing

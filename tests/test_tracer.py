@@ -179,8 +179,9 @@ def test_signal_arriving_while_stopped_is_delivered_once(spawn) -> None:  # type
 
 def test_busy_when_traced_by_another(spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("counter")
-    strace = subprocess.Popen(["strace", "-p", str(t.pid), "-o", "/dev/null"],
-                              stderr=subprocess.DEVNULL)
+    strace = subprocess.Popen(
+        ["strace", "-p", str(t.pid), "-o", "/dev/null"], stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 5
         while procfs.tracer_pid(t.pid) == 0 and time.monotonic() < deadline:
@@ -217,8 +218,10 @@ def test_peeksiginfo_private_and_shared_queues(spawn) -> None:  # type: ignore[n
 
     async def main():  # type: ignore[no-untyped-def]
         tracer = Tracer()
-        return (await state.read_pending(tracer, t.pid, t.pid, False),
-                await state.read_pending(tracer, t.pid, t.pid, True))
+        return (
+            await state.read_pending(tracer, t.pid, t.pid, False),
+            await state.read_pending(tracer, t.pid, t.pid, True),
+        )
 
     private, shared = run(main)
     kernel = t.sigmask_fields()

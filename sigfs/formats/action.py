@@ -98,8 +98,7 @@ class Actions:
 def render_line(act: SigAction) -> str:
     """One line (without newline): ``signum flags mask handler restorer``."""
     return (
-        f"{act.signum} {act.flags:#x} {render_bitmap(act.mask)} {act.handler:#x} "
-        f"{act.restorer:#x}"
+        f"{act.signum} {act.flags:#x} {render_bitmap(act.mask)} {act.handler:#x} {act.restorer:#x}"
     )
 
 

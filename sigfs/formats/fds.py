@@ -294,8 +294,7 @@ def _check_shared(fd: Fd, by_fd: dict[int, Fd]) -> None:
     if owner.kind != fd.kind or owner.ino != fd.ino:
         raise FormatError(
             None,
-            f"fd {fd.fd}: shares fd {fd.shared}'s open file description but differs in "
-            "kind or ino",
+            f"fd {fd.fd}: shares fd {fd.shared}'s open file description but differs in kind or ino",
         )
 
 

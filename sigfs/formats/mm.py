@@ -227,8 +227,7 @@ def _parse_vma(number: int, line: str) -> Vma:
     if len(parts) != 8 or not all(parts[:7]):
         raise FormatError(
             number,
-            "expected 'vma START-END PERMS OFFSET DEV INODE flags=... path=...' "
-            "with single spaces",
+            "expected 'vma START-END PERMS OFFSET DEV INODE flags=... path=...' with single spaces",
         )
     _, span, perms, offset_token, dev, inode_token, flags_token, path_token = parts
     first, dash, second = span.partition("-")

@@ -185,9 +185,7 @@ def iter_records(
         yield vaddr, npages, flags, data
 
 
-def _iterate(
-    stream: Reader, chunk_pages: int
-) -> Iterator[tuple[int, int, int, memoryview, bool]]:
+def _iterate(stream: Reader, chunk_pages: int) -> Iterator[tuple[int, int, int, memoryview, bool]]:
     """:func:`iter_records`, also saying whether each piece starts a record."""
     if chunk_pages < 1:
         raise ValueError("chunk_pages must be at least 1")

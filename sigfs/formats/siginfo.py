@@ -288,9 +288,7 @@ def render_record(si: Siginfo) -> str:
     layout = si.layout
     values = si.fields()
     lines = [f"sig {si.signo}: user {si.uid} flags 0 errno {si.errno} code {si.code}"]
-    detail = " ".join(
-        f"{key} {_fmt(values[key], hexa)}" for key, _, _, hexa in _FIELDS[layout]
-    )
+    detail = " ".join(f"{key} {_fmt(values[key], hexa)}" for key, _, _, hexa in _FIELDS[layout])
     lines.append(f"  {_KEYWORD[layout]} {detail}")
     if not si.is_canonical():
         lines.append(f"  raw {si.raw.hex()}")
@@ -468,4 +466,3 @@ def parse(text: str) -> Siginfo:
     if len(records) != 1:
         raise FormatError(None, f"expected exactly one siginfo record, got {len(records)}")
     return records[0]
-

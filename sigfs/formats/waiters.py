@@ -124,9 +124,7 @@ def parse(text: str) -> tuple[Waiter, ...]:
             continue
         tokens = line.split()
         if len(tokens) != 3:
-            raise FormatError(
-                number, f"expected 3 fields 'options tid awaited', got {len(tokens)}"
-            )
+            raise FormatError(number, f"expected 3 fields 'options tid awaited', got {len(tokens)}")
         options = parse_int(tokens[0], "options", 0, _U32, number)
         tid = parse_int(tokens[1], "tid", 1, _PID_MAX, number)
         awaited = parse_int(tokens[2], "awaited", -_PID_MAX, _PID_MAX, number)
