@@ -394,3 +394,65 @@ def test_checkpoint_failures_leave_no_image(spawn, tmp_path) -> None:  # type: i
         assert "no image written" in res.stderr
     else:  # finished before the kill: then the image is whole
         assert (tmp_path / "racy" / "MANIFEST").exists()
+
+
+def test_freeze_catches_threads_born_while_freezing(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """A process that creates a thread every 0.2 ms: after `freeze`, every
+    live thread is stopped (none slipped through clone() during the freeze),
+    and none is created while frozen."""
+    t = spawn("spawner")
+    time.sleep(0.1)
+    ctl = os.path.join(mnt.path, str(t.pid), "ctl")
+    for _ in range(5):
+        with open(ctl, "w") as f:
+            f.write("freeze\n")
+        try:
+            tids = t.tids()
+            assert len(tids) > 2
+            stopped = 0
+            for tid in tids:
+                try:
+                    state = t.state(tid)
+                except (FileNotFoundError, ProcessLookupError):
+                    continue  # was already exiting when the freeze began
+                assert state in ("t", "Z", "X"), (tid, state)
+                stopped += state == "t"
+            assert stopped >= 2
+            time.sleep(0.05)
+            assert set(t.tids()) <= set(tids)  # nothing born while frozen
+        finally:
+            with open(ctl, "w") as f:
+                f.write("thaw\n")
+        time.sleep(0.02)
+    t.send("count")
+    before = int(t.readline().split()[1])
+    time.sleep(0.1)
+    t.send("count")
+    assert int(t.readline().split()[1]) > before  # runs on after thaw
+    for tid in t.tids():
+        try:
+            assert t.status(tid)["TracerPid"] == "0"
+        except FileNotFoundError:
+            pass  # a short-lived thread that ended meanwhile
+
+
+def test_pages_keep_the_daemons_memory_flat(spawn) -> None:  # type: ignore[no-untyped-def]
+    """Streaming 256 MiB of pages grows the daemon's peak RSS by far less
+    than the memory read (it holds one 1 MiB window at a time)."""
+    m = start_mount()
+    try:
+        t = spawn("mem", "256")
+
+        def hwm_kib() -> int:
+            with open(f"/proc/{m.proc.pid}/status") as f:
+                return next(int(x.split()[1]) for x in f if x.startswith("VmHWM"))
+
+        before = hwm_kib()
+        total = 0
+        with open(os.path.join(m.path, str(t.pid), "pages"), "rb") as f:
+            while chunk := f.read(1 << 20):
+                total += len(chunk)
+        assert total > 256 << 20
+        assert hwm_kib() - before < 32 * 1024, (before, hwm_kib())
+    finally:
+        stop_mount(m)
