@@ -13,7 +13,7 @@ Usable three ways:
       python tests/targets/build.py counter sleeper   # prints one path per line
       python tests/targets/build.py                   # builds (and prints) all
 
-A binary is only rebuilt when its source (or this file) is newer than it. Builds
+A binary is only rebuilt when its source, a header here, or this file is newer than it. Builds
 are serialised with a per-target ``flock`` and the compiler writes to a temporary
 file that is renamed into place, so parallel test runs never see a half-written
 binary.
@@ -64,7 +64,8 @@ def _up_to_date(src: Path, out: Path) -> bool:
         built = out.stat().st_mtime_ns
     except FileNotFoundError:
         return False
-    newest_input = max(src.stat().st_mtime_ns, Path(__file__).stat().st_mtime_ns)
+    headers = [h.stat().st_mtime_ns for h in TARGETS_DIR.glob("*.h")]
+    newest_input = max(src.stat().st_mtime_ns, Path(__file__).stat().st_mtime_ns, *headers)
     return built >= newest_input
 
 
