@@ -24,6 +24,14 @@ from build import build  # noqa: E402
 from mounting import start_mount, stop_mount  # noqa: E402
 
 
+def stop_target(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait()
+    for pipe in (proc.stdout, proc.stdin):
+        if pipe is not None:
+            pipe.close()
+
+
 def read_latency(path: str, n: int) -> float:
     """Median seconds of open+read+close."""
     samples = []
@@ -100,11 +108,7 @@ def bench_signal_files(n: int) -> None:
             "   (aim < 100 us)"
         )
     finally:
-        target.kill()
-        target.wait()
-        assert target.stdout is not None and target.stdin is not None
-        target.stdout.close()
-        target.stdin.close()
+        stop_target(target)
         stop_mount(m)
 
 
@@ -185,11 +189,7 @@ def bench_checkpoint(sizes: list[int], runs: int) -> None:
                     f"{w / b:>5.1f}x {max(rss) / 1024:>13.1f}"
                 )
             finally:
-                target.kill()
-                target.wait()
-                assert target.stdout is not None and target.stdin is not None
-                target.stdout.close()
-                target.stdin.close()
+                stop_target(target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
@@ -221,11 +221,7 @@ def bench_pages_memory(mib: int) -> None:
             f"{before / 1024:.1f} -> {hwm() / 1024:.1f} MiB"
         )
     finally:
-        target.kill()
-        target.wait()
-        assert target.stdout is not None and target.stdin is not None
-        target.stdout.close()
-        target.stdin.close()
+        stop_target(target)
         stop_mount(m)
 
 

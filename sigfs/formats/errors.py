@@ -106,7 +106,9 @@ def is_comment(line: str) -> bool:
     return not stripped or stripped.startswith("#")
 
 
-def numbered_lines(text: str, first_line: int = 1) -> Iterator[tuple[int, str]]:
+def numbered_lines(
+    text: str, first_line: int = 1, max_line: int = MAX_LINE
+) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` for each ``\\n``-separated line, without the newline.
 
     A final newline does not start another line, so ``"a\\n"`` and ``"a"`` both give one
@@ -119,10 +121,10 @@ def numbered_lines(text: str, first_line: int = 1) -> Iterator[tuple[int, str]]:
     number = first_line
     end = len(text)
     while pos < end:
-        nl = text.find("\n", pos, pos + MAX_LINE + 1)
+        nl = text.find("\n", pos, pos + max_line + 1)
         stop = end if nl < 0 else nl
-        if stop - pos > MAX_LINE:
-            raise FormatError(number, f"line is longer than {MAX_LINE} characters")
+        if stop - pos > max_line:
+            raise FormatError(number, f"line is longer than {max_line} characters")
         yield number, text[pos:stop]
         pos = stop + 1
         number += 1

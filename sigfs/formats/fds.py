@@ -36,7 +36,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from sigfs.formats.errors import FormatError, check_size, is_comment, parse_int, show
+from sigfs.formats.errors import (
+    FormatError,
+    check_size,
+    is_comment,
+    numbered_lines,
+    parse_int,
+    show,
+)
 
 __all__ = [
     "KINDS",
@@ -84,22 +91,8 @@ _HEX2 = re.compile(r"[0-9a-fA-F]{2}")
 def numbered_long_lines(
     text: str, max_line: int = PATH_LINE_MAX, first_line: int = 1
 ) -> Iterator[tuple[int, str]]:
-    """Like :func:`sigfs.formats.errors.numbered_lines`, with a line limit of ``max_line``.
-
-    Each line is length-checked before it is sliced out, so hostile input fails on the
-    first over-long line in time proportional to ``max_line``; only ``\\n`` splits.
-    """
-    pos = 0
-    number = first_line
-    end = len(text)
-    while pos < end:
-        nl = text.find("\n", pos, pos + max_line + 1)
-        stop = end if nl < 0 else nl
-        if stop - pos > max_line:
-            raise FormatError(number, f"line is longer than {max_line} characters")
-        yield number, text[pos:stop]
-        pos = stop + 1
-        number += 1
+    """:func:`sigfs.formats.errors.numbered_lines` with room for a PATH_MAX path."""
+    return numbered_lines(text, first_line, max_line)
 
 
 def _check_encodable(path: str, what: str) -> None:
