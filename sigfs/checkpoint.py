@@ -203,7 +203,16 @@ async def _kill_frozen(tracer: Tracer, pid: int) -> None:
             await trio.sleep(0.001)
 
 
+def _publish(tmp: str, dest: str) -> None:
+    if os.path.isdir(dest):
+        os.rmdir(dest)
+    os.rename(tmp, dest)
+
+
 async def run_checkpoint(pid: int, dest: str, leave_running: bool, progress: Progress) -> Result:
+    """Freeze, dump, then either thaw and checksum (the process runs on as soon
+    as its state is copied), or checksum, publish and only then kill: a
+    process is never killed before its image is whole on disk."""
     started = time.monotonic()
     if os.path.lexists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise CheckpointError(f"{dest} exists and is not an empty directory")
@@ -211,14 +220,17 @@ async def run_checkpoint(pid: int, dest: str, leave_running: bool, progress: Pro
         raise CheckpointError(f"{pid} is a thread, not a process")
     tmp = dest.rstrip("/") + ".partial"
     if os.path.lexists(tmp):
-        shutil.rmtree(tmp)
+        raise CheckpointError(f"{tmp} exists (left by an interrupted checkpoint?); remove it first")
     os.makedirs(tmp)
     tracer = Tracer()
-    await tracer.freeze(pid)
-    frozen_at = time.monotonic()
-    thawed_at = frozen_at
+    frozen_at = thawed_at = time.monotonic()
     try:
+        await tracer.freeze(pid)
+        frozen_at = time.monotonic()
         dump = await _dump(tracer, pid, tmp, progress)
+        if not leave_running:
+            nbytes = _write_manifest(pid, tmp, dump, progress)
+            _publish(tmp, dest)
     except BaseException:
         with trio.CancelScope(shield=True):
             if pid in tracer.frozen:
@@ -232,16 +244,17 @@ async def run_checkpoint(pid: int, dest: str, leave_running: bool, progress: Pro
         else:
             await _kill_frozen(tracer, pid)
         thawed_at = time.monotonic()
-    try:
-        nbytes = _write_manifest(pid, tmp, dump, progress)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
+    if leave_running:
+        try:
+            nbytes = _write_manifest(pid, tmp, dump, progress)
+            _publish(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            progress.finish()
+    else:
         progress.finish()
-    if os.path.isdir(dest):
-        os.rmdir(dest)
-    os.rename(tmp, dest)
     return Result(
         dest,
         len(dump.files) + 1,

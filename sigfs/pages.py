@@ -79,7 +79,9 @@ class PagesStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _window(self, start: int, npages: int, shared_anon: bool) -> Iterator[bytes | memoryview]:
+    def _window(
+        self, start: int, npages: int, shared_anon: bool, drop_zero: bool
+    ) -> Iterator[bytes | memoryview]:
         raw = os.pread(self._pagemap, 8 * npages, (start // PAGE) * 8)
         entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
         kept = []
@@ -90,7 +92,15 @@ class PagesStream:
                 kept.append(1 if e & PM_SWAPPED else 0)
         for first, count, flags in list(_runs(kept)):
             data = self._read_run(start + first * PAGE, count)
-            if data is None or data == ZERO_WINDOW[: len(data)]:
+            if not drop_zero:
+                # A zeroed copy-on-write page of a file mapping is not the
+                # file's content: it must be kept.
+                self.total_pages += count
+                self.total_records += 1
+                yield pages_fmt.record_header(start + first * PAGE, count, flags)
+                yield data
+                continue
+            if data == ZERO_WINDOW[: len(data)]:
                 continue
             # Leave all-zero pages out: split the run around them.
             nonzero = [
@@ -103,7 +113,7 @@ class PagesStream:
                 yield pages_fmt.record_header(start + (first + sub) * PAGE, subcount, flags)
                 yield view[sub * PAGE : (sub + subcount) * PAGE]
 
-    def _read_run(self, addr: int, count: int) -> bytes | None:
+    def _read_run(self, addr: int, count: int) -> bytes:
         try:
             data = os.pread(self._mem, count * PAGE, addr)
         except OSError:
@@ -128,13 +138,15 @@ class PagesStream:
             shared_anon = vma.perms[3] == "s" and (
                 vma.inode == 0 or vma.path.startswith(("/dev/zero", "/SYSV", "/memfd:"))
             )
+            # Zero pages can be left out only where a restore maps zeros anyway.
+            drop_zero = vma.inode == 0 or shared_anon
             if vma.perms[3] == "s" and not shared_anon:
                 self.bytes_scanned += vma.end - vma.start
                 continue  # a shared file mapping: the file holds the data
             addr = vma.start
             while addr < vma.end:
                 n = min(WINDOW_PAGES, (vma.end - addr) // PAGE)
-                yield from self._window(addr, n, shared_anon)
+                yield from self._window(addr, n, shared_anon, drop_zero)
                 addr += n * PAGE
                 self.bytes_scanned += n * PAGE
         yield pages_fmt.end_marker(self.total_pages, self.total_records)

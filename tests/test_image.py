@@ -456,3 +456,35 @@ def test_pages_keep_the_daemons_memory_flat(spawn) -> None:  # type: ignore[no-u
         assert hwm_kib() - before < 32 * 1024, (before, hwm_kib())
     finally:
         stop_mount(m)
+
+
+def test_checkpoint_of_a_traced_process_leaves_nothing(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The freeze itself fails (strace holds the process): one line, no DIR,
+    no DIR.partial, the process untouched."""
+    t = spawn("counter")
+    strace = subprocess.Popen(
+        ["strace", "-p", str(t.pid), "-o", "/dev/null"], stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while t.status()["TracerPid"] == "0" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        res = checkpoint(t.pid, str(tmp_path / "img"))
+        assert res.returncode == 1
+        assert "already traced" in res.stderr and res.stderr.count("\n") == 1
+        assert not (tmp_path / "img").exists()
+        assert not (tmp_path / "img.partial").exists()
+    finally:
+        strace.terminate()
+        strace.wait()
+    assert t.alive()
+
+
+def test_checkpoint_refuses_to_delete_a_leftover_partial(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("counter")
+    (tmp_path / "img.partial").mkdir()
+    (tmp_path / "img.partial" / "mine").write_text("keep me")
+    res = checkpoint(t.pid, str(tmp_path / "img"))
+    assert res.returncode == 1 and "remove it first" in res.stderr
+    assert (tmp_path / "img.partial" / "mine").read_text() == "keep me"
+    assert t.alive()

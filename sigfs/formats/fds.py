@@ -7,7 +7,7 @@
     fd=0 kind=chr flags=0o100002 pos=0 cloexec=0 mnt_id=29 ino=3 shared=0 deleted=0 path=/dev/pts/0
       extra rdev 0x8800
     fd=1 kind=chr flags=0o100002 pos=0 cloexec=0 mnt_id=29 ino=3 shared=0 deleted=0 path=/dev/pts/0
-    fd=3 kind=eventfd flags=0o2000002 pos=0 cloexec=1 mnt_id=15 ino=1057 shared=3 deleted=0 \
+    fd=3 kind=eventfd flags=0o2 pos=0 cloexec=1 mnt_id=15 ino=1057 shared=3 deleted=0 \
 path=anon_inode:[eventfd]
       extra eventfd-count 5
 
@@ -17,10 +17,11 @@ type-specific details (VALUE is the rest of the line, escaped like a path).  Lin
 sorted by fd; on input the fd lines (each with its extra lines) may come in any order,
 but each fd only once.
 
-``flags`` are the open flags as ``/proc/PID/fdinfo`` shows them (O_CLOEXEC included when
-the descriptor has it), written ``0o`` octal; ``shared`` is the lowest descriptor of the
-process that refers to the *same open file description* (dup()ed descriptors share one
-``struct file``: its offset and flags), the descriptor itself when none lower does.
+``flags`` are the open flags as ``/proc/PID/fdinfo`` shows them but without O_CLOEXEC,
+which is a property of the descriptor and shown as ``cloexec``; written ``0o`` octal;
+``shared`` is the lowest descriptor of the process that refers to the *same open file
+description* (dup()ed descriptors share one ``struct file``: its offset and flags), the
+descriptor itself when none lower does.
 
 Paths are escaped so any name fits on a line: ``\\`` is ``\\\\``, control characters
 (and bytes that are not UTF-8, held as ``os.fsdecode`` surrogates) are ``\\xHH``, and a

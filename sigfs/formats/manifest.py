@@ -14,7 +14,9 @@
     file e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 0 task/4242/regs
 
 ``xfeatures`` and ``xsave_size`` describe the CPU's xsave area (the ``fpu`` files can
-only be restored where they match); ``created`` is ISO-8601 UTC.  Each ``file`` line is
+only be restored where they match); ``created`` is ISO-8601 UTC: sigfs writes the
+process's start time there, so two images of one unchanged process are identical.
+Each ``file`` line is
 ``file SHA256 SIZE PATH``, PATH relative to the image directory, the rest of the line,
 escaped as in :mod:`.fds`; the lines are sorted by path.  ``kernel`` is the rest of its
 line (``uname -r``).  On input every key must appear once; ``format_version`` must be

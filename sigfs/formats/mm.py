@@ -19,18 +19,19 @@
     vma 0x55d5c4a00000-0x55d5c4a02000 r--p 0x00000000 08:01 1234 flags=rd,mr,mw path=/bin/sleep
     vma 0x7ffd7a892000-0x7ffd7a8b4000 rw-p 0x00000000 00:00 0 flags=rd,wr,mr,mw,gd,ac path=[stack]
 
-The mm fields (``/proc/PID/stat`` fields 26..28 and 45..51, as ``prctl(PR_SET_MM)``
-takes them) come first, in that order, as ``0x`` hex; then ``exe`` (the rest of the
-line); then the auxiliary vector without its AT_NULL terminator, one ``auxv TYPE VALUE``
-per entry in order (TYPE decimal, VALUE ``0x`` hex; on input TYPE may also be a name
-like ``AT_PAGESZ``, see :data:`AT_NAMES`); then one ``vma`` line per mapping, sorted by
-address: ``start-end`` (``0x`` hex), the four permission characters of
-``/proc/PID/maps``, the file offset (``0x`` and at least 8 hex digits), the device
-``major:minor`` in hex as maps shows it, the inode (decimal), ``flags=`` the smaps
-``VmFlags`` mnemonics joined by commas (may be empty), and ``path=`` the rest of the line
-(empty for an anonymous mapping; ``[heap]``, ``[stack]``, ``[vdso]``... as maps shows
-them).  Paths are escaped as in :mod:`.fds`.  The key lines may come in any order on
-input, but the vma lines must be in address order.
+The mm fields (``/proc/PID/stat`` fields 26..28 and 45..51, and ``brk`` as brk(0)
+answers inside the process; the set ``prctl(PR_SET_MM)`` takes) come first, in that
+order, as ``0x`` hex; then ``exe`` (the rest of the line); then the auxiliary vector
+without its AT_NULL terminator, one ``auxv TYPE VALUE`` per entry in order (TYPE
+decimal, VALUE ``0x`` hex; on input TYPE may also be a name like ``AT_PAGESZ``, see
+:data:`AT_NAMES`); then one ``vma`` line per mapping, sorted by address: ``start-end``
+(``0x`` hex), the four permission characters of ``/proc/PID/maps``, the file offset
+(``0x`` and at least 8 hex digits), the device ``major:minor`` in hex as maps shows it,
+the inode (decimal), ``flags=`` the smaps ``VmFlags`` mnemonics joined by commas (may be
+empty), and ``path=`` the rest of the line (empty for an anonymous mapping; ``[heap]``,
+``[stack]``, ``[vdso]``... as maps shows them).  Paths are escaped as in :mod:`.fds`.
+The key lines may come in any order on input, but the vma lines must be in address
+order.
 
 :func:`parse_proc_maps` and :func:`parse_smaps_vmflags` read the kernel's own
 ``/proc/PID/maps`` and ``/proc/PID/smaps`` text, and :func:`parse_auxv_bytes` its binary

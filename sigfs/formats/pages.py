@@ -11,8 +11,9 @@ Layout, all little-endian::
     end marker    24 bytes  vaddr 0, npages 0, flags 0x80000000 (FLAG_END), reserved 0
     trailer       16 bytes  total_pages u64, total_records u64
 
-Records are sorted by address and do not overlap (adjacent is fine); only present pages
-are stored.  The totals in the trailer count data records and their pages; nothing may
+Records are sorted by address and do not overlap (adjacent is fine); only pages with
+data are stored (present or swapped; flag bit 0 marks swapped), never all-zero pages of
+anonymous memory.  The totals in the trailer count data records and their pages; nothing may
 follow the trailer.  The whole stream is :func:`stream_size` bytes long.
 
 :func:`iter_records` reads a stream incrementally, validating as it goes, in pieces of
