@@ -25,6 +25,7 @@ import trio
 
 from sigfs import procfs
 from sigfs.fs import SigFS
+from sigfs.tracerd import TracerClient
 
 log = logging.getLogger("sigfs")
 
@@ -74,6 +75,8 @@ def _check_mountpoint(mountpoint: str) -> None:
 
 async def _serve(ops: SigFS) -> None:
     async with trio.open_nursery() as nursery:
+        if ops.remote is not None:
+            await ops.remote.start(nursery)
         nursery.start_soon(ops.tracer.tend_stuck)
 
         async def on_signals() -> None:
@@ -90,7 +93,7 @@ async def _serve(ops: SigFS) -> None:
 
 def serve(mountpoint: str, options: set[str], ready_fd: int | None = None) -> int:
     """Mount and serve until unmounted or told to stop.  Returns an exit code."""
-    ops = SigFS()
+    ops = SigFS(remote=TracerClient())
     try:
         pyfuse3.init(ops, mountpoint, options)
     except RuntimeError as exc:
@@ -113,6 +116,8 @@ def serve(mountpoint: str, options: set[str], ready_fd: int | None = None) -> in
         unmounted_by_us = True
         raise
     finally:
+        if ops.remote is not None:
+            ops.remote.close()  # the tracer process detaches every thread
         failed = ops.tracer.detach_all()
         if failed:
             log.error("could not detach threads %s cleanly", failed)

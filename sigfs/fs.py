@@ -17,12 +17,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pyfuse3
+import trio
 
 from sigfs import __version__, access, procfs
 from sigfs.files import TREE, ErrorLog, FileContext
 from sigfs.pages import StreamReader
 from sigfs.tracer import Tracer
-from sigfs.tree import ROOT_INODE, Entry, Node, Place, decode, encode
+from sigfs.tracerd import TracerClient
+from sigfs.tree import ROOT_INODE, Node, Place, decode, encode
 
 log = logging.getLogger("sigfs")
 
@@ -53,12 +55,17 @@ class SigFS(pyfuse3.Operations):
 
     enable_writeback_cache = False
 
-    def __init__(self, tracer: Tracer | None = None) -> None:
+    def __init__(self, tracer: Tracer | None = None, remote: TracerClient | None = None) -> None:
         super().__init__()
+        # With ``remote`` (the daemon), every ptrace request goes to the tracer
+        # process and the local tracer only serves the in-process files;
+        # without it (tests, tools), this process traces by itself.
         self.tracer = tracer or Tracer()
+        self.remote = remote
+        self._locks: dict[int, trio.Lock] = {}
         self.errors = ErrorLog()
         self._open: dict[int, bytes] = {}
-        self._writers: dict[int, tuple[Entry, FileContext]] = {}
+        self._writers: dict[int, tuple[Node, FileContext]] = {}
         self._streams: dict[int, StreamReader] = {}
         self._dirs: dict[int, list[tuple[bytes, int]]] = {}
         self._fh = itertools.count(1)
@@ -87,18 +94,74 @@ class SigFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return st
 
-    def _root_file(self, inode: int) -> bytes:
+    async def _root_file(self, inode: int) -> bytes:
         if inode == VERSION_INODE:
             return f"sigfs {__version__} format {FORMAT_VERSION}\n".encode()
-        count, seconds = self.tracer.stopped_stats
-        mean = seconds / count * 1e6 if count else 0.0
+        if self.remote is not None:
+            stats, _ = await self.remote.call("stats")
+        else:
+            stats = {
+                "stops": int(self.tracer.stopped_stats[0]),
+                "stopped_seconds": self.tracer.stopped_stats[1],
+                "injected_syscalls": self.tracer.injected,
+                "attached_now": len(self.tracer.attached),
+                "frozen_now": len(self.tracer.frozen),
+            }
+        count = stats["stops"]
+        mean = stats["stopped_seconds"] / count * 1e6 if count else 0.0
         return (
             f"stops {count}\n"
-            f"stopped_seconds {seconds:.6f}\n"
+            f"stopped_seconds {stats['stopped_seconds']:.6f}\n"
             f"mean_stopped_us {mean:.1f}\n"
-            f"injected_syscalls {self.tracer.injected}\n"
-            f"attached_now {len(self.tracer.attached)}\n"
+            f"injected_syscalls {stats['injected_syscalls']}\n"
+            f"attached_now {stats['attached_now']}\n"
+            f"frozen_now {stats['frozen_now']}\n"
         ).encode()
+
+    def _lock(self, pid: int) -> trio.Lock:
+        lock = self._locks.get(pid)
+        if lock is None:
+            lock = self._locks[pid] = trio.Lock()
+        return lock
+
+    async def _remote(self, op: str, node: Node, fctx: FileContext, **extra: object) -> bytes:
+        """Run a file's load or store in the tracer process, one request per
+        process at a time (so a local read never overlaps an injection)."""
+        assert self.remote is not None and node.entry is not None
+        status = fctx.status.raw[1:] if fctx.status is not None else None
+        lock = self._lock(fctx.pid)
+        try:
+            async with lock:
+                result, logs = await self.remote.call(
+                    op,
+                    place=node.place.value,
+                    path=node.entry.path,
+                    pid=fctx.pid,
+                    tid=fctx.tid,
+                    where=fctx.path,
+                    status=status,
+                    **extra,
+                )
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._locks.pop(fctx.pid, None)
+        for where, message in logs:
+            self.errors.add(fctx.pid, where, message)
+        return result if isinstance(result, bytes) else b""
+
+    async def _load(self, node: Node, fctx: FileContext) -> bytes:
+        entry = node.entry
+        assert entry is not None
+        if self.remote is not None and entry.needs_ptrace:
+            return await self._remote("load", node, fctx)
+        lock = self._locks.get(fctx.pid)
+        if lock is not None and lock.locked():
+            # A request is at work in this process (maybe an injection, with
+            # every signal blocked): wait, and read /proc again after it.
+            async with lock:
+                pass
+            fctx.status = None
+        return await entry.load(fctx)
 
     def _root_attrs(self, inode: int) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
@@ -258,8 +321,9 @@ class SigFS(pyfuse3.Operations):
             if inode in (VERSION_INODE, STATS_INODE):
                 if flags & os.O_ACCMODE != os.O_RDONLY:
                     raise pyfuse3.FUSEError(errno.EACCES)
+                data = await self._root_file(inode)
                 fh = next(self._fh)
-                self._open[fh] = self._root_file(inode)
+                self._open[fh] = data
                 return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
             node, pid, tid = self._resolve(inode)
             if node is None or node.entry is None:
@@ -285,7 +349,7 @@ class SigFS(pyfuse3.Operations):
             )
             if writing:
                 fh = next(self._fh)
-                self._writers[fh] = (entry, fctx)
+                self._writers[fh] = (node, fctx)
                 return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
             if entry.open_stream is not None:
                 try:
@@ -296,7 +360,7 @@ class SigFS(pyfuse3.Operations):
                 self._streams[fh] = reader
                 return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
             try:
-                data = await entry.load(fctx)
+                data = await self._load(node, fctx)
             except ProcessLookupError:
                 raise pyfuse3.FUSEError(errno.ENOENT) from None
             except OSError as exc:
@@ -321,10 +385,13 @@ class SigFS(pyfuse3.Operations):
             writer = self._writers.get(fh)
             if writer is None:
                 raise pyfuse3.FUSEError(errno.EBADF)
-            entry, fctx = writer
-            assert entry.store is not None
+            node, fctx = writer
+            assert node.entry is not None and node.entry.store is not None
             try:
-                await entry.store(fctx, bytes(buf))
+                if self.remote is not None:
+                    await self._remote("store", node, fctx, data=bytes(buf))
+                else:
+                    await node.entry.store(fctx, bytes(buf))
             except ProcessLookupError:
                 raise pyfuse3.FUSEError(errno.ESRCH) from None
             except OSError as exc:
