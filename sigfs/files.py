@@ -185,8 +185,16 @@ ENTRIES: list[Entry] = [
         load_action,
         True,
         "the 64 sigactions: signum flags mask handler restorer",
+        injects=True,
     ),
-    Entry("sig/altstack", Scope.THREAD, load_altstack, True, "sigaltstack: sp size flags"),
+    Entry(
+        "sig/altstack",
+        Scope.THREAD,
+        load_altstack,
+        True,
+        "sigaltstack: sp size flags",
+        injects=True,
+    ),
     Entry("sig/blocked", Scope.THREAD, load_blocked, False, "blocked mask, 64 0/1 characters"),
     Entry(
         "sig/pending",
@@ -218,9 +226,16 @@ ENTRIES: list[Entry] = [
     ),
     Entry("regs", Scope.THREAD, load_regs, True, "general registers and syscall state"),
     Entry("fpu", Scope.THREAD, load_fpu, True, "FPU/SSE/AVX state and the whole xsave area"),
-    Entry("status", Scope.PROCESS, load_status, True, "ids, credentials, limits, settings"),
+    Entry(
+        "status",
+        Scope.PROCESS,
+        load_status,
+        True,
+        "ids, credentials, limits, settings",
+        injects=True,
+    ),
     Entry("fds", Scope.PROCESS, load_fds, False, "open file descriptors, cwd and root"),
-    Entry("mm", Scope.PROCESS, load_mm, True, "mm fields, auxv and every VMA"),
+    Entry("mm", Scope.PROCESS, load_mm, True, "mm fields, auxv and every VMA", injects=True),
     Entry(
         "pages",
         Scope.PROCESS,
@@ -237,6 +252,7 @@ ENTRIES: list[Entry] = [
         "running or frozen; write freeze or thaw",
         mode=0o644,
         store=store_ctl,
+        injects=True,
     ),
 ]
 

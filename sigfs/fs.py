@@ -13,8 +13,8 @@ import itertools
 import logging
 import os
 import stat
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 
 import pyfuse3
 import trio
@@ -63,6 +63,8 @@ class SigFS(pyfuse3.Operations):
         self.tracer = tracer or Tracer()
         self.remote = remote
         self._locks: dict[int, trio.Lock] = {}
+        # Processes the tracer process holds frozen (through their ctl).
+        self.frozen: set[int] = set()
         self.errors = ErrorLog()
         self._open: dict[int, bytes] = {}
         self._writers: dict[int, tuple[Node, FileContext]] = {}
@@ -97,16 +99,19 @@ class SigFS(pyfuse3.Operations):
     async def _root_file(self, inode: int) -> bytes:
         if inode == VERSION_INODE:
             return f"sigfs {__version__} format {FORMAT_VERSION}\n".encode()
+        # Plain stops happen here, injections and freezes in the tracer
+        # process: the counters are the sum of both.
+        stats = {
+            "stops": int(self.tracer.stopped_stats[0]),
+            "stopped_seconds": self.tracer.stopped_stats[1],
+            "injected_syscalls": self.tracer.injected,
+            "attached_now": len(self.tracer.attached),
+            "frozen_now": len(self.tracer.frozen),
+        }
         if self.remote is not None:
-            stats, _ = await self.remote.call("stats")
-        else:
-            stats = {
-                "stops": int(self.tracer.stopped_stats[0]),
-                "stopped_seconds": self.tracer.stopped_stats[1],
-                "injected_syscalls": self.tracer.injected,
-                "attached_now": len(self.tracer.attached),
-                "frozen_now": len(self.tracer.frozen),
-            }
+            remote, _ = await self.remote.call("stats")
+            for key in stats:
+                stats[key] += remote[key]
         count = stats["stops"]
         mean = stats["stopped_seconds"] / count * 1e6 if count else 0.0
         return (
@@ -118,33 +123,35 @@ class SigFS(pyfuse3.Operations):
             f"frozen_now {stats['frozen_now']}\n"
         ).encode()
 
-    def _lock(self, pid: int) -> trio.Lock:
+    @asynccontextmanager
+    async def _process_lock(self, pid: int) -> AsyncIterator[None]:
+        """One request at a time per process; the lock is dropped when idle."""
         lock = self._locks.get(pid)
         if lock is None:
             lock = self._locks[pid] = trio.Lock()
-        return lock
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._locks.pop(pid, None)
 
     async def _remote(self, op: str, node: Node, fctx: FileContext, **extra: object) -> bytes:
         """Run a file's load or store in the tracer process, one request per
         process at a time (so a local read never overlaps an injection)."""
         assert self.remote is not None and node.entry is not None
         status = fctx.status.raw[1:] if fctx.status is not None else None
-        lock = self._lock(fctx.pid)
-        try:
-            async with lock:
-                result, logs = await self.remote.call(
-                    op,
-                    place=node.place.value,
-                    path=node.entry.path,
-                    pid=fctx.pid,
-                    tid=fctx.tid,
-                    where=fctx.path,
-                    status=status,
-                    **extra,
-                )
-        finally:
-            if not lock.locked() and not lock.statistics().tasks_waiting:
-                self._locks.pop(fctx.pid, None)
+        async with self._process_lock(fctx.pid):
+            result, logs = await self.remote.call(
+                op,
+                place=node.place.value,
+                path=node.entry.path,
+                pid=fctx.pid,
+                tid=fctx.tid,
+                where=fctx.path,
+                status=status,
+                **extra,
+            )
         for where, message in logs:
             self.errors.add(fctx.pid, where, message)
         return result if isinstance(result, bytes) else b""
@@ -153,7 +160,14 @@ class SigFS(pyfuse3.Operations):
         entry = node.entry
         assert entry is not None
         if self.remote is not None and entry.needs_ptrace:
-            return await self._remote("load", node, fctx)
+            if entry.injects or fctx.pid in self.frozen:
+                # Injections, and anything about threads the tracer process
+                # holds frozen, run there.
+                return await self._remote("load", node, fctx)
+            # A plain stop is safe to run here: were the daemon killed during
+            # it, the kernel would release the thread exactly where it was.
+            async with self._process_lock(fctx.pid):
+                return await entry.load(fctx)
         lock = self._locks.get(fctx.pid)
         if lock is not None and lock.locked():
             # A request is at work in this process (maybe an injection, with
@@ -390,6 +404,12 @@ class SigFS(pyfuse3.Operations):
             try:
                 if self.remote is not None:
                     await self._remote("store", node, fctx, data=bytes(buf))
+                    if node.entry.path == "ctl":
+                        state = (await self._remote("load", node, fctx)).strip()
+                        if state == b"frozen":
+                            self.frozen.add(fctx.pid)
+                        else:
+                            self.frozen.discard(fctx.pid)
                 else:
                     await node.entry.store(fctx, bytes(buf))
             except ProcessLookupError:

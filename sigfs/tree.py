@@ -46,6 +46,9 @@ class Entry:
     needs_ptrace: bool
     doc: str
     mode: int = 0o444
+    # Runs syscalls inside the target (or holds it frozen): must run in the
+    # tracer process, which outlives the daemon long enough to put it back.
+    injects: bool = False
     # Applies one write(2) of text to the process; raises OSError to refuse.
     store: Callable[[FileContext, bytes], Awaitable[None]] | None = None
     # For streams too large to render at open (pages): a sequential reader.
