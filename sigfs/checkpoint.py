@@ -13,6 +13,7 @@ presented as whole.  The process is thawed on every failure path.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import shutil
@@ -28,9 +29,12 @@ from sigfs.files import TREE, ErrorLog, FileContext
 from sigfs.formats import manifest as manifest_fmt
 from sigfs.formats.fpu import Fpu
 from sigfs.image import read_fpu
-from sigfs.pages import PagesStream, dumpable_vmas
+from sigfs.pages import BufferSink, PagesStream, dumpable_vmas
 from sigfs.tracer import Tracer
 from sigfs.tree import Node, Place
+
+# Memory faulted in before a freeze to copy pages into (--buffer-mib).
+DEFAULT_BUFFER = 1 << 30
 
 # Files that describe the mount, not the process: not part of an image.
 NOT_STATE = {"errors"}
@@ -120,9 +124,27 @@ class _Dump:
     started: str
 
 
-async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress) -> _Dump:
-    """Everything that needs the process frozen, and nothing else: the
-    checksums are computed after it is let go."""
+def _pages_progress(progress: Progress, stream: PagesStream) -> None:
+    progress.update("pages", stream.bytes_scanned, stream.bytes_planned)
+
+
+def buffer_capacity(pid: int, budget: int) -> int:
+    """How much memory to fault in before the freeze for the pages: the
+    process's resident anonymous and shared memory with some slack, at most
+    ``budget`` bytes (beyond it the copy spills to the file while frozen)."""
+    st = procfs.read_status(pid)
+    kib = 0
+    for key in ("RssAnon", "RssShmem"):
+        value = (st.get(key) or "0 kB").split()[0]
+        kib += int(value) if value.isdigit() else 0
+    want = kib * 1024 * 5 // 4 + (8 << 20)
+    return min(want, budget)
+
+
+async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: BufferSink) -> _Dump:
+    """Everything that needs the process frozen, and nothing else: the pages
+    go into memory faulted in beforehand (``sink``), the file writing and the
+    checksums happen after it is let go."""
     tids = sorted(a.tid for a in tracer.frozen[pid])
     errors = ErrorLog()
     files: list[tuple[str, int]] = []
@@ -134,14 +156,10 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress) -> _Dump
         dest = os.path.join(tmp, rel)
         if entry.open_stream is not None:
             stream = PagesStream(pid, dumpable_vmas(procfs.read_maps(pid)))
-            size = 0
-            os.makedirs(os.path.dirname(dest) or tmp, exist_ok=True)
-            with stream, open(dest, "wb") as out:
-                for chunk in stream.chunks():
-                    size += out.write(chunk)
-                    progress.update("pages", stream.bytes_scanned, stream.bytes_planned)
+            with stream:
+                stream.dump(sink, functools.partial(_pages_progress, progress, stream))
             pages_count = stream.total_pages
-            files.append((rel, size))
+            files.append((rel, sink.size))
             continue
         data = await entry.load(ctx)
         _write(dest, data)
@@ -209,7 +227,13 @@ def _publish(tmp: str, dest: str) -> None:
     os.rename(tmp, dest)
 
 
-async def run_checkpoint(pid: int, dest: str, leave_running: bool, progress: Progress) -> Result:
+async def run_checkpoint(
+    pid: int,
+    dest: str,
+    leave_running: bool,
+    progress: Progress,
+    buffer_budget: int = DEFAULT_BUFFER,
+) -> Result:
     """Freeze, dump, then either thaw and checksum (the process runs on as soon
     as its state is copied), or checksum, publish and only then kill: a
     process is never killed before its image is whole on disk."""
@@ -224,17 +248,25 @@ async def run_checkpoint(pid: int, dest: str, leave_running: bool, progress: Pro
     os.makedirs(tmp)
     tracer = Tracer()
     frozen_at = thawed_at = time.monotonic()
+    pages_fd = os.open(os.path.join(tmp, "pages"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    sink: BufferSink | None = None
     try:
+        # Fault the buffer in now, so that the frozen copy is a memcpy.
+        sink = BufferSink(pages_fd, buffer_capacity(pid, buffer_budget))
         await tracer.freeze(pid)
         frozen_at = time.monotonic()
-        dump = await _dump(tracer, pid, tmp, progress)
+        dump = await _dump(tracer, pid, tmp, progress, sink)
         if not leave_running:
+            sink.finish()
             nbytes = _write_manifest(pid, tmp, dump, progress)
             _publish(tmp, dest)
     except BaseException:
         with trio.CancelScope(shield=True):
             if pid in tracer.frozen:
                 await tracer.thaw(pid)
+        if sink is not None:
+            sink.finish()
+        os.close(pages_fd)
         shutil.rmtree(tmp, ignore_errors=True)
         progress.finish()
         raise
@@ -246,14 +278,17 @@ async def run_checkpoint(pid: int, dest: str, leave_running: bool, progress: Pro
         thawed_at = time.monotonic()
     if leave_running:
         try:
+            sink.finish()  # the pages reach the file only now, the process runs
             nbytes = _write_manifest(pid, tmp, dump, progress)
             _publish(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
+            os.close(pages_fd)
             progress.finish()
     else:
+        os.close(pages_fd)
         progress.finish()
     return Result(
         dest,
@@ -265,10 +300,12 @@ async def run_checkpoint(pid: int, dest: str, leave_running: bool, progress: Pro
     )
 
 
-def main(pid: int, dest: str, leave_running: bool, quiet: bool = False) -> int:
+def main(
+    pid: int, dest: str, leave_running: bool, quiet: bool = False, buffer_mib: int = 1024
+) -> int:
     progress = Progress(enabled=not quiet and sys.stderr.isatty())
     try:
-        result = trio.run(run_checkpoint, pid, dest, leave_running, progress)
+        result = trio.run(run_checkpoint, pid, dest, leave_running, progress, buffer_mib << 20)
     except CheckpointError as exc:
         print(f"sigfs: checkpoint: {exc}", file=sys.stderr)
         return 1

@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
         help="thaw the process afterwards instead of killing it",
     )
     c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    c.add_argument(
+        "--buffer-mib",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="memory to copy pages into while frozen (written out after the thaw); "
+        "past it pages go straight to the file (default 1024)",
+    )
 
     s = sub.add_parser("show", help="print a process's signal state for people")
     s.add_argument("pid", type=int)
@@ -94,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "checkpoint":
         from sigfs.checkpoint import main as checkpoint_main
 
-        return checkpoint_main(args.pid, args.dir, args.leave_running, args.quiet)
+        if args.buffer_mib < 0:
+            print("sigfs: checkpoint: --buffer-mib must be 0 or more", file=sys.stderr)
+            return 2
+        return checkpoint_main(args.pid, args.dir, args.leave_running, args.quiet, args.buffer_mib)
     if args.command == "show":
         from sigfs.show import run_show
 

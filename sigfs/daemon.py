@@ -94,6 +94,8 @@ async def _serve(ops: SigFS) -> None:
 def serve(mountpoint: str, options: set[str], ready_fd: int | None = None) -> int:
     """Mount and serve until unmounted or told to stop.  Returns an exit code."""
     ops = SigFS(remote=TracerClient())
+    assert ops.remote is not None
+    ops.remote.on_restart = ops.frozen.clear  # a new tracer process holds nothing
     try:
         pyfuse3.init(ops, mountpoint, options)
     except RuntimeError as exc:

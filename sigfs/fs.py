@@ -82,7 +82,7 @@ class SigFS(pyfuse3.Operations):
         self, ctx: pyfuse3.RequestContext, pid: int, caller: access.Caller | None = None
     ) -> procfs.Status:
         """The process's status, or ENOENT if it is gone or not the caller's to see."""
-        if pid == self.own_pid:
+        if self._is_ours(pid):
             raise pyfuse3.FUSEError(errno.ENOENT)
         try:
             st = procfs.read_status(pid)
@@ -139,9 +139,15 @@ class SigFS(pyfuse3.Operations):
     async def _remote(self, op: str, node: Node, fctx: FileContext, **extra: object) -> bytes:
         """Run a file's load or store in the tracer process, one request per
         process at a time (so a local read never overlaps an injection)."""
+        async with self._process_lock(fctx.pid):
+            return await self._remote_locked(op, node, fctx, **extra)
+
+    async def _remote_locked(
+        self, op: str, node: Node, fctx: FileContext, **extra: object
+    ) -> bytes:
         assert self.remote is not None and node.entry is not None
         status = fctx.status.raw[1:] if fctx.status is not None else None
-        async with self._process_lock(fctx.pid):
+        try:
             result, logs = await self.remote.call(
                 op,
                 place=node.place.value,
@@ -152,6 +158,9 @@ class SigFS(pyfuse3.Operations):
                 status=status,
                 **extra,
             )
+        except ProcessLookupError:
+            self.frozen.discard(fctx.pid)  # it is gone; a new one may get its pid
+            raise
         for where, message in logs:
             self.errors.add(fctx.pid, where, message)
         return result if isinstance(result, bytes) else b""
@@ -176,6 +185,11 @@ class SigFS(pyfuse3.Operations):
                 pass
             fctx.status = None
         return await entry.load(fctx)
+
+    def _is_ours(self, pid: int) -> bool:
+        """The daemon and its tracer process are not shown: tracing either
+        from here would stop the very process that answers."""
+        return pid == self.own_pid or (self.remote is not None and pid == self.remote.pid)
 
     def _root_attrs(self, inode: int) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
@@ -292,7 +306,7 @@ class SigFS(pyfuse3.Operations):
                 entries.extend(ROOT_FILES.items())
                 caller = self._caller(ctx)
                 for p in procfs.list_pids():
-                    if p == self.own_pid:
+                    if self._is_ours(p):
                         continue
                     try:
                         st = procfs.read_status(p)
@@ -403,13 +417,17 @@ class SigFS(pyfuse3.Operations):
             assert node.entry is not None and node.entry.store is not None
             try:
                 if self.remote is not None:
-                    await self._remote("store", node, fctx, data=bytes(buf))
-                    if node.entry.path == "ctl":
-                        state = (await self._remote("load", node, fctx)).strip()
-                        if state == b"frozen":
-                            self.frozen.add(fctx.pid)
-                        else:
-                            self.frozen.discard(fctx.pid)
+                    # One lock across the store and the state it leaves, so no
+                    # local stop can slip in while the tracer process holds a
+                    # frozen process that the daemon does not know of yet.
+                    async with self._process_lock(fctx.pid):
+                        await self._remote_locked("store", node, fctx, data=bytes(buf))
+                        if node.entry.path == "ctl":
+                            state = (await self._remote_locked("load", node, fctx)).strip()
+                            if state == b"frozen":
+                                self.frozen.add(fctx.pid)
+                            else:
+                                self.frozen.discard(fctx.pid)
                 else:
                     await node.entry.store(fctx, bytes(buf))
             except ProcessLookupError:

@@ -8,22 +8,28 @@ the file has them (CRIU makes the same choice).  Only those runs are read
 through ``/proc/PID/mem`` -- reading a whole window would fault absent pages
 in and change the very page tables being dumped -- all-zero pages are left
 out, and the rest is emitted as records (see :mod:`sigfs.formats.pages`).
-Nothing is held but the current 1 MiB window, so the daemon's memory stays
+Nothing is held but the current 4 MiB window, so the daemon's memory stays
 flat however large the process is.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
+import mmap
 import os
+import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sigfs.formats import mm as mm_fmt
 from sigfs.formats import pages as pages_fmt
 
 PAGE = 4096
-WINDOW_PAGES = 256  # 1 MiB
+# Pages looked at per pagemap read.  Records never span two windows, so the
+# stream's bytes depend on it: both ways of making the stream use this one.
+WINDOW_PAGES = 1024  # 4 MiB
 SKIPPED = {"[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]"}
 PM_PRESENT = 1 << 63
 PM_SWAPPED = 1 << 62
@@ -36,18 +42,122 @@ def dumpable_vmas(maps_text: str) -> list[mm_fmt.Vma]:
     return [v for v in mm_fmt.parse_proc_maps(maps_text) if v.path not in SKIPPED]
 
 
-def _runs(flags: list[int]) -> Iterator[tuple[int, int, int]]:
-    """(first index, count, record flags) of consecutive kept pages."""
-    i, n = 0, len(flags)
-    while i < n:
-        if flags[i] < 0:
-            i += 1
-            continue
-        j = i
-        while j < n and flags[j] == flags[i]:
-            j += 1
-        yield i, j - i, flags[i]
-        i = j
+PFN_MASK = (1 << 55) - 1
+
+# Page classes from an entry's top byte (bits 56..63): present 0x80,
+# swapped 0x40, file-or-shared 0x20.  0 = anonymous data, 1 = swapped, 2 = skip.
+_CLASS_PRIVATE = bytes(
+    1 if b & 0x40 else (0 if b & 0x80 and not b & 0x20 else 2) for b in range(256)
+)
+_CLASS_SHARED = bytes(1 if b & 0x40 else (0 if b & 0x80 else 2) for b in range(256))
+_RUNS = re.compile(rb"\x00+|\x01+")
+
+
+@functools.cache
+def zero_pfn() -> int:
+    """The page frame of the kernel's shared zero page, or 0 when this process
+    cannot see page frames (no CAP_SYS_ADMIN): then zero pages are found by
+    comparing contents instead."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    )
+    addr = libc.mmap(None, PAGE, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    if not addr or addr == ctypes.c_void_p(-1).value:
+        return 0
+    try:
+        ctypes.string_at(addr, 1)  # a read fault maps the zero page
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(addr // PAGE * 8)
+            (entry,) = struct.unpack("<Q", f.read(8))
+        return entry & PFN_MASK if entry & PM_PRESENT else 0
+    except OSError:
+        return 0
+    finally:
+        libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(PAGE))
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.process_vm_readv.restype = ctypes.c_ssize_t
+
+
+class BufferSink:
+    """Where a checkpoint's pages go while the process is frozen: memory
+    faulted in *before* the freeze (so the copy is a plain memcpy at memory
+    speed), written to the file after the thaw.  Past ``capacity`` it spills
+    to the file as it goes, so memory stays bounded."""
+
+    def __init__(self, out_fd: int, capacity: int) -> None:
+        self.out = out_fd
+        self.capacity = capacity - capacity % PAGE
+        self.used = 0
+        self.size = 0
+        self.spilled = 0
+        self._buf: mmap.mmap | None = None
+        self._addr = 0
+        if self.capacity:
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+            self._buf = mmap.mmap(-1, self.capacity, flags=flags)
+            self._addr = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
+
+    def _room(self, n: int) -> bool:
+        if self.used + n <= self.capacity:
+            return True
+        self.spill()
+        return n <= self.capacity
+
+    def put(self, data: bytes | memoryview) -> None:
+        n = len(data)
+        self.size += n
+        if self._buf is not None and self._room(n):
+            self._buf[self.used : self.used + n] = data
+            self.used += n
+        else:
+            _write_all(self.out, data)
+            self.spilled += n
+
+    def put_remote(self, pid: int, addr: int, n: int) -> bool:
+        """Copy ``n`` bytes at ``addr`` in ``pid`` straight into the buffer."""
+        if self._buf is None or not self._room(n):
+            return False
+        local = _Iovec(self._addr + self.used, n)
+        remote = _Iovec(addr, n)
+        got = _libc.process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        if got != n:
+            return False
+        self.used += n
+        self.size += n
+        return True
+
+    def spill(self) -> None:
+        if self._buf is not None and self.used:
+            _write_all(self.out, memoryview(self._buf)[: self.used])
+            self.spilled += self.used
+            self.used = 0
+
+    def finish(self) -> None:
+        """Write what is buffered (after the thaw) and let the memory go."""
+        self.spill()
+        if self._buf is not None:
+            self._addr = 0
+            self._buf.close()
+            self._buf = None
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class PagesStream:
@@ -60,6 +170,7 @@ class PagesStream:
         self.total_records = 0
         self.bytes_planned = sum(v.end - v.start for v in vmas)
         self.bytes_scanned = 0
+        self._zero_pfn = zero_pfn()
         try:
             self._mem = os.open(f"/proc/{tgid}/mem", os.O_RDONLY | os.O_CLOEXEC)
             self._pagemap = os.open(f"/proc/{tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
@@ -79,61 +190,10 @@ class PagesStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _window(
-        self, start: int, npages: int, shared_anon: bool, drop_zero: bool
-    ) -> Iterator[bytes | memoryview]:
-        raw = os.pread(self._pagemap, 8 * npages, (start // PAGE) * 8)
-        entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
-        kept = []
-        for e in entries:
-            if not e & (PM_PRESENT | PM_SWAPPED) or (e & PM_FILE and not shared_anon):
-                kept.append(-1)
-            else:
-                kept.append(1 if e & PM_SWAPPED else 0)
-        for first, count, flags in list(_runs(kept)):
-            data = self._read_run(start + first * PAGE, count)
-            if not drop_zero:
-                # A zeroed copy-on-write page of a file mapping is not the
-                # file's content: it must be kept.
-                self.total_pages += count
-                self.total_records += 1
-                yield pages_fmt.record_header(start + first * PAGE, count, flags)
-                yield data
-                continue
-            if data == ZERO_WINDOW[: len(data)]:
-                continue
-            # Leave all-zero pages out: split the run around them.
-            nonzero = [
-                0 if data[i * PAGE : (i + 1) * PAGE] != ZERO_PAGE else -1 for i in range(count)
-            ]
-            view = memoryview(data)
-            for sub, subcount, _ in _runs(nonzero):
-                self.total_pages += subcount
-                self.total_records += 1
-                yield pages_fmt.record_header(start + (first + sub) * PAGE, subcount, flags)
-                yield view[sub * PAGE : (sub + subcount) * PAGE]
+    # -- planning -------------------------------------------------------------
 
-    def _read_run(self, addr: int, count: int) -> bytes:
-        try:
-            data = os.pread(self._mem, count * PAGE, addr)
-        except OSError:
-            data = b""
-        if len(data) == count * PAGE:
-            return data
-        # Partly unreadable (e.g. a file mapping past EOF): page by page,
-        # unreadable pages as zeros (and so left out).
-        out = bytearray(count * PAGE)
-        for i in range(count):
-            try:
-                page = os.pread(self._mem, PAGE, addr + i * PAGE)
-            except OSError:
-                continue
-            if len(page) == PAGE:
-                out[i * PAGE : (i + 1) * PAGE] = page
-        return bytes(out)
-
-    def chunks(self) -> Iterator[bytes | memoryview]:
-        yield pages_fmt.header()
+    def _windows(self, window: int) -> Iterator[tuple[int, int, bool, bool]]:
+        """(start, npages, shared_anon, drop_zero) for every window to look at."""
         for vma in self.vmas:
             shared_anon = vma.perms[3] == "s" and (
                 vma.inode == 0 or vma.path.startswith(("/dev/zero", "/SYSV", "/memfd:"))
@@ -145,11 +205,105 @@ class PagesStream:
                 continue  # a shared file mapping: the file holds the data
             addr = vma.start
             while addr < vma.end:
-                n = min(WINDOW_PAGES, (vma.end - addr) // PAGE)
-                yield from self._window(addr, n, shared_anon, drop_zero)
+                n = min(window, (vma.end - addr) // PAGE)
+                yield addr, n, shared_anon, drop_zero
                 addr += n * PAGE
                 self.bytes_scanned += n * PAGE
+
+    def _classify(
+        self, start: int, npages: int, shared_anon: bool, drop_zero: bool
+    ) -> tuple[list[tuple[int, int, int]], bool]:
+        """Runs (first, count, flags) of the pages to keep, and whether their
+        contents must still be checked for zero pages."""
+        raw = os.pread(self._pagemap, 8 * npages, (start // PAGE) * 8)
+        classes = raw[7::8].translate(_CLASS_SHARED if shared_anon else _CLASS_PRIVATE)
+        zp = self._zero_pfn
+        if drop_zero and zp:
+            pattern = struct.pack("<Q", zp)[:7]
+            at = raw.find(pattern)
+            if at >= 0:
+                # Some pages map the shared zero page: leave exactly those out.
+                entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
+                marks = bytearray(classes)
+                for i, e in enumerate(entries):
+                    if marks[i] == 0 and e & PFN_MASK == zp:
+                        marks[i] = 2
+                classes = bytes(marks)
+        runs = [
+            (m.start(), m.end() - m.start(), classes[m.start()]) for m in _RUNS.finditer(classes)
+        ]
+        return runs, drop_zero and not zp
+
+    # -- reading --------------------------------------------------------------
+
+    def _read_run(self, addr: int, count: int) -> bytes:
+        try:
+            data = os.pread(self._mem, count * PAGE, addr)
+        except OSError:
+            data = b""
+        if len(data) == count * PAGE:
+            return data
+        # Partly unreadable (e.g. a file mapping past EOF): page by page,
+        # unreadable pages as zeros.
+        out = bytearray(count * PAGE)
+        for i in range(count):
+            try:
+                page = os.pread(self._mem, PAGE, addr + i * PAGE)
+            except OSError:
+                continue
+            if len(page) == PAGE:
+                out[i * PAGE : (i + 1) * PAGE] = page
+        return bytes(out)
+
+    def _records(
+        self, start: int, runs: list[tuple[int, int, int]], check_zero: bool
+    ) -> Iterator[tuple[int, int, int, bytes | memoryview | None]]:
+        """(vaddr, count, flags, data-or-None) records; data None means "not
+        read yet" (the caller copies it)."""
+        for first, count, flags in runs:
+            addr = start + first * PAGE
+            if not check_zero:
+                yield addr, count, flags, None
+                continue
+            data = self._read_run(addr, count)
+            if data == ZERO_WINDOW[: len(data)]:
+                continue
+            nonzero = [
+                0 if data[i * PAGE : (i + 1) * PAGE] != ZERO_PAGE else 2 for i in range(count)
+            ]
+            view = memoryview(data)
+            for m in _RUNS.finditer(bytes(nonzero)):
+                sub, subcount = m.start(), m.end() - m.start()
+                yield addr + sub * PAGE, subcount, flags, view[sub * PAGE : (sub + subcount) * PAGE]
+
+    def chunks(self) -> Iterator[bytes | memoryview]:
+        """The stream, chunk by chunk (for a sequential FUSE read)."""
+        yield pages_fmt.header()
+        for start, n, shared_anon, drop_zero in self._windows(WINDOW_PAGES):
+            runs, check_zero = self._classify(start, n, shared_anon, drop_zero)
+            for addr, count, flags, data in self._records(start, runs, check_zero):
+                self.total_pages += count
+                self.total_records += 1
+                yield pages_fmt.record_header(addr, count, flags)
+                yield data if data is not None else self._read_run(addr, count)
         yield pages_fmt.end_marker(self.total_pages, self.total_records)
+
+    def dump(self, sink: BufferSink, progress: Callable[[], None] | None = None) -> None:
+        """The whole stream into ``sink``, memory copied process to buffer."""
+        sink.put(pages_fmt.header())
+        for start, n, shared_anon, drop_zero in self._windows(WINDOW_PAGES):
+            runs, check_zero = self._classify(start, n, shared_anon, drop_zero)
+            for addr, count, flags, data in self._records(start, runs, check_zero):
+                self.total_pages += count
+                self.total_records += 1
+                sink.put(pages_fmt.record_header(addr, count, flags))
+                if data is not None:
+                    sink.put(data)
+                elif not sink.put_remote(self.tgid, addr, count * PAGE):
+                    sink.put(self._read_run(addr, count))
+            if progress is not None:
+                progress()
+        sink.put(pages_fmt.end_marker(self.total_pages, self.total_records))
 
 
 class StreamReader:

@@ -30,6 +30,7 @@ import socket
 import struct
 import subprocess
 import sys
+import traceback
 from typing import Any
 
 import trio
@@ -102,7 +103,9 @@ def _failure(exc: BaseException) -> tuple[str, int, str]:
         return ("gone", errno.ESRCH, str(exc))
     if isinstance(exc, OSError):
         return ("oserror", exc.errno or errno.EIO, exc.strerror or str(exc))
-    return ("internal", errno.EIO, f"{type(exc).__name__}: {exc}")
+    # A bug: keep the traceback (stderr is the daemon's log).
+    traceback.print_exception(exc, file=sys.stderr)
+    return ("internal", errno.EIO, f"internal error in the tracer process: {type(exc).__name__}")
 
 
 async def _run(tracer: Tracer, op: str, args: dict[str, Any], log: ErrorLog) -> Any:
@@ -202,8 +205,8 @@ def main() -> int:
 
 
 class TracerClient:
-    """The daemon's handle on its tracer process (started on first use, and
-    again if it ever went away)."""
+    """The daemon's handle on its tracer process (started with the mount,
+    and again on the next request if it ever went away)."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
@@ -212,14 +215,27 @@ class TracerClient:
         self._waiting: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
-        self.on_log: Any = None
+        self.on_restart: Any = None
 
     async def start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         await self._spawn()
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid if self._proc is not None else 0
+
     async def _spawn(self) -> None:
         assert self._nursery is not None
+        if self._proc is not None:
+            # The previous one went away: reap it.  Whatever it held, the
+            # kernel released when it exited.
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            if self.on_restart is not None:
+                self.on_restart()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.set_inheritable(False)
         self._proc = subprocess.Popen(
@@ -284,7 +300,10 @@ class TracerClient:
         raise OSError(err, message)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Let the tracer process detach everything and exit."""
+        """Let the tracer process detach everything and exit.  It is never
+        SIGKILLed (that alone could hurt a target mid-injection): after
+        ``timeout`` it gets SIGTERM, which it handles the same way, and if it
+        still has not gone it is left to finish on its own."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -292,8 +311,14 @@ class TracerClient:
             try:
                 self._proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    print(
+                        f"sigfs: tracer process {self._proc.pid} still busy; left to finish",
+                        file=sys.stderr,
+                    )
             self._proc = None
 
 

@@ -488,3 +488,34 @@ def test_checkpoint_refuses_to_delete_a_leftover_partial(spawn, tmp_path) -> Non
     assert res.returncode == 1 and "remove it first" in res.stderr
     assert (tmp_path / "img.partial" / "mine").read_text() == "keep me"
     assert t.alive()
+
+
+def test_checkpoint_pages_equal_the_mounted_pages_whatever_the_buffer(mnt, spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two code paths make the pages stream (the mount's, chunk by chunk; the
+    checkpoint's, copied into a buffer that may spill to the file): same bytes."""
+    t = spawn("mem", "8")
+    for tid in t.tids():
+        os.sched_setaffinity(tid, {0})
+    os.kill(t.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while t.state() != "T" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        # A first checkpoint settles the rseq areas on CPU 0 (see above).
+        assert checkpoint(t.pid, str(tmp_path / "settle"), "--leave-running").returncode == 0
+        with open(os.path.join(mnt.path, str(t.pid), "pages"), "rb") as f:
+            mounted = f.read()
+        for name, extra in (
+            ("big", ()),
+            ("tiny", ("--buffer-mib", "1")),
+            ("none", ("--buffer-mib", "0")),
+        ):
+            img = str(tmp_path / name)
+            res = checkpoint(t.pid, img, "--leave-running", *extra)
+            assert res.returncode == 0, res.stderr
+            with open(os.path.join(img, "pages"), "rb") as f:
+                assert f.read() == mounted, name
+    finally:
+        os.kill(t.pid, signal.SIGCONT)
+    t.send("check")
+    assert t.readline() == "mem ok"

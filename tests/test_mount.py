@@ -353,3 +353,26 @@ def test_no_ptrace_left_after_many_reads(mnt, spawn) -> None:  # type: ignore[no
     for _ in range(20):
         mnt.read(f"{t.pid}/sig/action")
     _tracer_free([t.pid])
+
+
+def test_daemon_and_tracer_process_are_not_shown(mnt) -> None:  # type: ignore[no-untyped-def]
+    """Tracing either from the mount would stop the process that answers."""
+    tracers = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{p}/status") as f:
+                ppid = int(next(x for x in f if x.startswith("PPid:")).split()[1])
+        except OSError:
+            continue
+        if b"sigfs.tracerd" in argv and ppid == mnt.proc.pid:
+            tracers.append(int(p))
+    assert len(tracers) == 1
+    listing = os.listdir(mnt.path)
+    for pid in (mnt.proc.pid, tracers[0]):
+        assert str(pid) not in listing
+        with pytest.raises(FileNotFoundError):
+            os.stat(os.path.join(mnt.path, str(pid), "sig", "action"))
