@@ -129,15 +129,18 @@ def _pages_progress(progress: Progress, stream: PagesStream) -> None:
 
 
 def buffer_capacity(pid: int, budget: int) -> int:
-    """How much memory to fault in before the freeze for the pages: the
-    process's resident anonymous and shared memory with some slack, at most
-    ``budget`` bytes (beyond it the copy spills to the file while frozen)."""
+    """How much of the pages file to fault in before the freeze: the
+    process's resident anonymous, shared and swapped memory with a little
+    slack, at most ``budget`` bytes (beyond it the copy goes on with pwrite
+    while frozen)."""
     st = procfs.read_status(pid)
     kib = 0
-    for key in ("RssAnon", "RssShmem"):
+    for key in ("RssAnon", "RssShmem", "VmSwap"):
         value = (st.get(key) or "0 kB").split()[0]
         kib += int(value) if value.isdigit() else 0
-    want = kib * 1024 * 5 // 4 + (8 << 20)
+    # Every page's data, a 24-byte record header at worst per page, and room
+    # for what grows while we look (first touch of memory is costly here).
+    want = kib * 1024 * 101 // 100 + (4 << 20)
     return min(want, budget)
 
 
@@ -248,10 +251,10 @@ async def run_checkpoint(
     os.makedirs(tmp)
     tracer = Tracer()
     frozen_at = thawed_at = time.monotonic()
-    pages_fd = os.open(os.path.join(tmp, "pages"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    pages_fd = os.open(os.path.join(tmp, "pages"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     sink: BufferSink | None = None
     try:
-        # Fault the buffer in now, so that the frozen copy is a memcpy.
+        # Fault the pages file's mapping in now, so the frozen copy is a memcpy.
         sink = BufferSink(pages_fd, buffer_capacity(pid, buffer_budget))
         await tracer.freeze(pid)
         frozen_at = time.monotonic()
@@ -278,7 +281,7 @@ async def run_checkpoint(
         thawed_at = time.monotonic()
     if leave_running:
         try:
-            sink.finish()  # the pages reach the file only now, the process runs
+            sink.finish()
             nbytes = _write_manifest(pid, tmp, dump, progress)
             _publish(tmp, dest)
         except BaseException:

@@ -92,72 +92,60 @@ _libc.process_vm_readv.restype = ctypes.c_ssize_t
 
 
 class BufferSink:
-    """Where a checkpoint's pages go while the process is frozen: memory
-    faulted in *before* the freeze (so the copy is a plain memcpy at memory
-    speed), written to the file after the thaw.  Past ``capacity`` it spills
-    to the file as it goes, so memory stays bounded."""
+    """Where a checkpoint's pages go: the pages file itself, mapped shared and
+    faulted in *before* the freeze, so that the frozen copy is a plain memcpy
+    (process_vm_readv) at memory speed and nothing is written twice; the file
+    is cut to its real size afterwards.  Past ``capacity`` the stream goes on
+    with pwrite() beyond the mapping, so memory stays bounded."""
 
     def __init__(self, out_fd: int, capacity: int) -> None:
         self.out = out_fd
         self.capacity = capacity - capacity % PAGE
-        self.used = 0
         self.size = 0
-        self.spilled = 0
-        self._buf: mmap.mmap | None = None
+        self._map: mmap.mmap | None = None
         self._addr = 0
         if self.capacity:
-            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
-            self._buf = mmap.mmap(-1, self.capacity, flags=flags)
-            self._addr = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
+            os.ftruncate(out_fd, self.capacity)
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            self._map = mmap.mmap(out_fd, self.capacity, flags=flags)
+            self._addr = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
 
-    def _room(self, n: int) -> bool:
-        if self.used + n <= self.capacity:
-            return True
-        self.spill()
-        return n <= self.capacity
+    def _fits(self, n: int) -> bool:
+        return self._map is not None and self.size + n <= self.capacity
 
     def put(self, data: bytes | memoryview) -> None:
         n = len(data)
-        self.size += n
-        if self._buf is not None and self._room(n):
-            self._buf[self.used : self.used + n] = data
-            self.used += n
+        if self._fits(n):
+            assert self._map is not None
+            self._map[self.size : self.size + n] = data
         else:
-            _write_all(self.out, data)
-            self.spilled += n
+            view = memoryview(data)
+            off = self.size
+            while view:
+                done = os.pwrite(self.out, view, off)
+                view = view[done:]
+                off += done
+        self.size += n
 
     def put_remote(self, pid: int, addr: int, n: int) -> bool:
-        """Copy ``n`` bytes at ``addr`` in ``pid`` straight into the buffer."""
-        if self._buf is None or not self._room(n):
+        """Copy ``n`` bytes at ``addr`` in ``pid`` straight into the file."""
+        if not self._fits(n):
             return False
-        local = _Iovec(self._addr + self.used, n)
+        local = _Iovec(self._addr + self.size, n)
         remote = _Iovec(addr, n)
         got = _libc.process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
         if got != n:
             return False
-        self.used += n
         self.size += n
         return True
 
-    def spill(self) -> None:
-        if self._buf is not None and self.used:
-            _write_all(self.out, memoryview(self._buf)[: self.used])
-            self.spilled += self.used
-            self.used = 0
-
     def finish(self) -> None:
-        """Write what is buffered (after the thaw) and let the memory go."""
-        self.spill()
-        if self._buf is not None:
+        """Let the mapping go and cut the file to the stream's length."""
+        if self._map is not None:
             self._addr = 0
-            self._buf.close()
-            self._buf = None
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+            self._map.close()
+            self._map = None
+        os.ftruncate(self.out, self.size)
 
 
 class PagesStream:
