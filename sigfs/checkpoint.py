@@ -251,9 +251,10 @@ async def run_checkpoint(
     os.makedirs(tmp)
     tracer = Tracer()
     frozen_at = thawed_at = time.monotonic()
-    pages_fd = os.open(os.path.join(tmp, "pages"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    pages_fd = -1
     sink: BufferSink | None = None
     try:
+        pages_fd = os.open(os.path.join(tmp, "pages"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         # Fault the pages file's mapping in now, so the frozen copy is a memcpy.
         sink = BufferSink(pages_fd, buffer_capacity(pid, buffer_budget))
         await tracer.freeze(pid)
@@ -264,14 +265,19 @@ async def run_checkpoint(
             nbytes = _write_manifest(pid, tmp, dump, progress)
             _publish(tmp, dest)
     except BaseException:
-        with trio.CancelScope(shield=True):
-            if pid in tracer.frozen:
-                await tracer.thaw(pid)
-        if sink is not None:
-            sink.finish()
-        os.close(pages_fd)
-        shutil.rmtree(tmp, ignore_errors=True)
-        progress.finish()
+        # Every step here must happen whatever the others do: the process
+        # runs on, and no DIR.partial is left to block the next checkpoint.
+        try:
+            with trio.CancelScope(shield=True):
+                if pid in tracer.frozen:
+                    await tracer.thaw(pid)
+        finally:
+            if sink is not None:
+                sink.discard()
+            if pages_fd >= 0:
+                os.close(pages_fd)
+            shutil.rmtree(tmp, ignore_errors=True)
+            progress.finish()
         raise
     with trio.CancelScope(shield=True):
         if leave_running:
@@ -285,6 +291,7 @@ async def run_checkpoint(
             nbytes = _write_manifest(pid, tmp, dump, progress)
             _publish(tmp, dest)
         except BaseException:
+            sink.discard()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:

@@ -4,7 +4,8 @@
     sigfs MOUNTPOINT -o OPTS                     the form mount.fuse3 runs
     sigfs umount MOUNTPOINT
     sigfs show PID                               the signal state, for people
-    sigfs checkpoint PID DIR [--leave-running]   freeze, copy the state out, kill or thaw
+    sigfs checkpoint PID DIR [--leave-running] [--buffer-mib N] [-q]
+                                                 freeze, copy the state out, kill or thaw
 
 User errors are one line on stderr and a non-zero exit code.
 """

@@ -22,7 +22,7 @@ import trio
 from sigfs import __version__, access, procfs
 from sigfs.files import TREE, ErrorLog, FileContext
 from sigfs.pages import StreamReader
-from sigfs.tracer import Tracer
+from sigfs.tracer import Tracer, acquire
 from sigfs.tracerd import TracerClient
 from sigfs.tree import ROOT_INODE, Node, Place, decode, encode
 
@@ -130,8 +130,11 @@ class SigFS(pyfuse3.Operations):
         if lock is None:
             lock = self._locks[pid] = trio.Lock()
         try:
-            async with lock:
+            await acquire(lock)
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             if not lock.locked() and not lock.statistics().tasks_waiting:
                 self._locks.pop(pid, None)

@@ -105,10 +105,14 @@ class BufferSink:
         self._map: mmap.mmap | None = None
         self._addr = 0
         if self.capacity:
-            os.ftruncate(out_fd, self.capacity)
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            self._map = mmap.mmap(out_fd, self.capacity, flags=flags)
+            # Reserve the blocks now: a full disk is a clean error here, not a
+            # SIGBUS at a write fault in the middle of the freeze.
+            os.posix_fallocate(out_fd, 0, self.capacity)
+            self._map = mmap.mmap(out_fd, self.capacity, flags=mmap.MAP_SHARED)
             self._addr = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
+            # Write-fault every page now (MAP_POPULATE only read-faults a
+            # shared mapping), so the frozen copy takes no fault at all.
+            ctypes.memset(self._addr, 0, self.capacity)
 
     def _fits(self, n: int) -> bool:
         return self._map is not None and self.size + n <= self.capacity
@@ -141,11 +145,15 @@ class BufferSink:
 
     def finish(self) -> None:
         """Let the mapping go and cut the file to the stream's length."""
+        self.discard()
+        os.ftruncate(self.out, self.size)
+
+    def discard(self) -> None:
+        """Let the mapping go (on failure: the file is removed anyway)."""
         if self._map is not None:
             self._addr = 0
             self._map.close()
             self._map = None
-        os.ftruncate(self.out, self.size)
 
 
 class PagesStream:

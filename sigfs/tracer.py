@@ -41,6 +41,16 @@ STOP_TIMEOUT = 3.0
 SPIN_SECONDS = 0.0005
 
 
+async def acquire(lock: trio.Lock) -> None:
+    """Take ``lock``, without a trip through trio's scheduler when it is free
+    (each trip costs an epoll_wait; a read of a signal file would otherwise
+    make several)."""
+    try:
+        lock.acquire_nowait()
+    except trio.WouldBlock:
+        await lock.acquire()
+
+
 class TargetGone(ProcessLookupError):
     """The thread exited (or was reaped) while sigfs was working on it."""
 
@@ -130,8 +140,11 @@ class Tracer:
             lock = self._locks[tgid] = trio.Lock()
         self._lock_users[tgid] = self._lock_users.get(tgid, 0) + 1
         try:
-            async with lock:
+            await acquire(lock)
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             self._lock_users[tgid] -= 1
             if self._lock_users[tgid] == 0:
