@@ -519,3 +519,36 @@ def test_checkpoint_pages_equal_the_mounted_pages_whatever_the_buffer(mnt, spawn
         os.kill(t.pid, signal.SIGCONT)
     t.send("check")
     assert t.readline() == "mem ok"
+
+
+def test_checkpoint_that_cannot_write_leaves_nothing(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file-size limit smaller than the memory (EFBIG, like a full disk):
+    one line, no DIR and no DIR.partial, the process running and untraced."""
+    t = spawn("mem", "16")
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    for extra in ((), ("--buffer-mib", "0")):
+        res = subprocess.run(
+            [*_sigfs(), "checkpoint", str(t.pid), str(tmp_path / "img"), "--leave-running", *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=small_files,
+            stdin=subprocess.DEVNULL,
+        )
+        assert res.returncode == 1, (extra, res.stderr)
+        assert res.stderr.count("\n") == 1 and "no image written" in res.stderr, res.stderr
+        assert not (tmp_path / "img").exists()
+        assert not (tmp_path / "img.partial").exists()
+        assert t.status()["TracerPid"] == "0" and t.state() != "t"
+    t.send("check")
+    assert t.readline() == "mem ok"
+
+
+def _sigfs() -> list[str]:
+    import sys
+
+    return [os.path.join(os.path.dirname(sys.executable), "sigfs")]
