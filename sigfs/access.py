@@ -18,21 +18,75 @@ is safe.
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
+import struct
 import time
-from dataclasses import dataclass
 
 from sigfs import procfs
 
 CAP_SYS_PTRACE = 19
 
 
-@dataclass(frozen=True)
 class Caller:
-    pid: int
-    uid: int
-    gid: int
-    privileged: bool
-    tgid: int = 0  # the caller's process (0: unknown)
+    """Who makes a request: thread id, real uid and gid, thread group, and
+    (looked up only when a decision needs it) CAP_SYS_PTRACE."""
+
+    __slots__ = ("pid", "uid", "gid", "tgid", "_privileged")
+
+    def __init__(
+        self, pid: int, uid: int, gid: int, privileged: bool | None = None, tgid: int = 0
+    ) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.tgid = tgid
+        self._privileged = privileged
+
+    @property
+    def privileged(self) -> bool:
+        if self._privileged is None:
+            try:
+                caps = int(procfs.read_status(self.pid).get("CapEff") or "0", 16)
+                self._privileged = bool(caps >> CAP_SYS_PTRACE & 1)
+            except (ProcessLookupError, ValueError):
+                self._privileged = False
+        return self._privileged
+
+
+PIDFD_THREAD = 0o200  # O_EXCL: a pidfd for any thread, not only a leader
+PIDFD_GET_INFO = 0xC040FF0B  # _IOWR(0xFF, 11, struct pidfd_info v0: 64 bytes)
+PIDFD_INFO_PID = 1
+PIDFD_INFO_CREDS = 2
+_PIDFD_INFO = struct.Struct("<QQ11I4x")
+_pidfd_info_works = [True]
+
+
+def _pidfd_creds(tid: int) -> tuple[int, int, int] | None:
+    """(tgid, real uid, real gid) of a thread from PIDFD_GET_INFO (Linux 6.13+):
+    one ioctl instead of generating and parsing its /proc status."""
+    if not _pidfd_info_works[0]:
+        return None
+    try:
+        fd = os.pidfd_open(tid, PIDFD_THREAD)
+    except OSError:
+        return None
+    try:
+        buf = bytearray(_PIDFD_INFO.size)
+        struct.pack_into("<Q", buf, 0, PIDFD_INFO_PID | PIDFD_INFO_CREDS)
+        fcntl.ioctl(fd, PIDFD_GET_INFO, buf)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.EINVAL):
+            _pidfd_info_works[0] = False  # an older kernel: use /proc
+        return None
+    finally:
+        os.close(fd)
+    fields = _PIDFD_INFO.unpack(buf)
+    mask, tgid, ruid, rgid = fields[0], fields[3], fields[5], fields[6]
+    if mask & (PIDFD_INFO_PID | PIDFD_INFO_CREDS) != PIDFD_INFO_PID | PIDFD_INFO_CREDS:
+        return None
+    return tgid, ruid, rgid
 
 
 def _ids(field: str) -> list[int]:
@@ -58,12 +112,17 @@ def _yama_scope() -> int:
 def caller_of(pid: int, uid: int, gid: int) -> Caller:
     """The credentials of the process making a FUSE request.
 
-    FUSE passes the caller's fsuid/fsgid and thread id; the real ids and
-    capabilities come from its ``/proc`` status.  A request without a pid
-    (pid 0: from another pid namespace or from the kernel) gets only the
-    ids FUSE gave, and no capability unless that uid is 0.
+    FUSE passes the caller's fsuid/fsgid and thread id; the real ids come
+    from a pidfd (or its ``/proc`` status), the capabilities from its status
+    when a decision needs them.  A request without a pid (pid 0: from another
+    pid namespace or from the kernel) gets only the ids FUSE gave, and no
+    capability unless that uid is 0.
     """
     if pid > 0:
+        creds = _pidfd_creds(pid)
+        if creds is not None:
+            tgid, ruid, rgid = creds
+            return Caller(pid, ruid, rgid, None, tgid)
         try:
             st = procfs.read_status(pid)
             real_uid = _ids(st["Uid"])[0]
@@ -104,20 +163,20 @@ def traceable(caller: Caller, target: int, status: procfs.Status | None = None) 
     scope = _yama_scope()
     if scope >= 3:
         return False
-    if caller.privileged:
-        return True
     if scope == 2:
-        return False
+        return caller.privileged
+    # The ids decide first: CAP_SYS_PTRACE (one more /proc read) is looked
+    # up only when they alone do not allow it -- the same decision either way.
     uids = _ids(st["Uid"])[:3]
     gids = _ids(st["Gid"])[:3]
-    if any(u != caller.uid for u in uids) or any(g != caller.gid for g in gids):
-        return False
-    try:
-        owner_uid, _ = procfs.owner_of(target)
-    except ProcessLookupError:
-        return False
-    if owner_uid != uids[1]:
-        return False  # not dumpable: /proc/PID is shown as root's
-    if scope == 1 and caller.tgid > 0:
-        return _is_descendant(target, caller.tgid)
-    return True
+    if all(u == caller.uid for u in uids) and all(g == caller.gid for g in gids):
+        try:
+            owner_uid, _ = procfs.owner_of(target)
+        except ProcessLookupError:
+            return False
+        # Not dumpable: /proc/PID is shown as root's.
+        if owner_uid == uids[1] and (
+            scope == 0 or caller.tgid <= 0 or _is_descendant(target, caller.tgid)
+        ):
+            return True
+    return caller.privileged

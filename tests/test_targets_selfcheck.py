@@ -156,6 +156,8 @@ def test_counter(spawn: Spawn) -> None:
     assert fields["SigCgt"] & mask(signal.SIGUSR1)
     assert fields["SigBlk"] == 0 and t.sigmask_fields(reader)["SigBlk"] == mask(signal.SIGUSR1)
 
+    # On a loaded machine the spinning thread may not have run yet.
+    wait_for(lambda: int(t.command("check").split()[1]) > 0, what="counter running")
     counts = []
     for _ in range(2):
         word, n, verdict = t.command("check").split()
