@@ -34,6 +34,9 @@ def _read(path: str) -> str:
     return _read_bytes(path).decode("utf-8", "replace")
 
 
+_TAGS: dict[str, bytes] = {}
+
+
 class Status:
     """``/proc/PID[/task/TID]/status``, read once and searched lazily.
 
@@ -48,7 +51,9 @@ class Status:
         self.raw = b"\n" + raw
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        tag = b"\n" + key.encode() + b":"
+        tag = _TAGS.get(key)
+        if tag is None:
+            tag = _TAGS[key] = b"\n" + key.encode() + b":"
         at = self.raw.find(tag)
         if at < 0:
             return default
