@@ -84,14 +84,14 @@ def _field(fields: list[str], number: int) -> int:
 
 
 async def read_regs(tracer: Tracer, tgid: int, tid: int) -> regs_fmt.Regs:
-    async with tracer.stopped(tgid, tid):
-        regs = pt.getregs(tid)
+    regs = await tracer.with_stopped(tgid, tid, lambda _att: pt.getregs(tid))
     return regs_fmt.Regs(tuple(int(getattr(regs, name)) for name in regs_fmt.REGISTER_NAMES))
 
 
 async def read_fpu(tracer: Tracer, tgid: int, tid: int) -> Fpu:
-    async with tracer.stopped(tgid, tid):
-        blob = pt.getregset(tid, pt.NT_X86_XSTATE, XSTATE_MAX)
+    blob = await tracer.with_stopped(
+        tgid, tid, lambda _att: pt.getregset(tid, pt.NT_X86_XSTATE, XSTATE_MAX)
+    )
     return Fpu(blob)
 
 

@@ -68,9 +68,12 @@ async def read_pending(
     mask = procfs.hex_field(st, key)
     if mask == 0 and tid not in tracer.attached:
         return Pending(0, ())  # nothing queued: no need to stop anyone
-    async with tracer.stopped(tgid, tid):
-        mask = procfs.hex_field(procfs.read_status(tgid, tid), key)
-        raws = pt.peeksiginfo(tid, shared)
+
+    def snapshot(_att: object) -> tuple[int, list[bytes]]:
+        # Bitmap and queue from the same stopped moment.
+        return procfs.hex_field(procfs.read_status(tgid, tid), key), pt.peeksiginfo(tid, shared)
+
+    mask, raws = await tracer.with_stopped(tgid, tid, snapshot)
     return Pending(mask, tuple(Siginfo(r) for r in raws))
 
 

@@ -24,14 +24,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import trio
 
 from sigfs import procfs
 from sigfs import ptrace_raw as pt
+
+T = TypeVar("T")
 
 # How long a target may take to reach a ptrace stop before the request fails.
 # A thread in uninterruptible sleep (D state) stops only when it leaves it.
@@ -293,6 +296,29 @@ class Tracer:
         finally:
             with trio.CancelScope(shield=True):
                 self._detach(att)
+
+    async def with_stopped(self, tgid: int, tid: int, fn: Callable[[Attachment], T]) -> T:
+        """Run ``fn`` (synchronous, quick) while thread ``tid`` is stopped.
+
+        The same as ``async with stopped(...)`` for a short read, without the
+        nested context managers: the time the target spends stopped is the
+        time ``fn`` takes, plus one detach.
+        """
+        self._check_owner()
+        held = self.attached.get(tid)
+        if held is not None:
+            return fn(held)
+        async with self.process_lock(tgid):
+            held = self.attached.get(tid)
+            if held is not None:
+                return fn(held)
+            with trio.CancelScope(shield=True):
+                att = await self._attach(tgid, tid)
+                try:
+                    result = fn(att)
+                finally:
+                    self._detach(att)
+        return result
 
     async def hold(self, tgid: int, tid: int) -> Attachment:
         """Seize and stop a thread and keep it stopped (freeze)."""
