@@ -107,6 +107,9 @@ def bench_signal_files(n: int) -> None:
         s1 = stats(m.path)
         stops = s1["stops"] - s0["stops"]
         stopped = (s1["stopped_seconds"] - s0["stopped_seconds"]) / max(stops, 1)
+        asked = (
+            s1["mean_stop_wait_us"] * s1["stops"] - s0["mean_stop_wait_us"] * s0["stops"]
+        ) / max(stops, 1)
         action = read_latency(f"{base}/sig/action", max(n // 20, 20))
         us = 1e6
         print(
@@ -126,7 +129,8 @@ def bench_signal_files(n: int) -> None:
         print(f"  sig/shared_pending (1)      {shared * us:8.1f}  {shared / floor:5.2f}x")
         print(f"  sig/action (64 injected)    {action * us:8.1f}  {action / floor:5.2f}x")
         print(
-            f"  target stopped per stop: {stopped * us:.1f} us over {stops:.0f} stops"
+            f"  target stopped per stop: {stopped * us:.1f} us over {stops:.0f} stops; "
+            f"{asked:.1f} us from PTRACE_INTERRUPT until seen stopped"
             "   (aim < 100 us)"
         )
     finally:

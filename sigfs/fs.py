@@ -104,6 +104,7 @@ class SigFS(pyfuse3.Operations):
         stats = {
             "stops": int(self.tracer.stopped_stats[0]),
             "stopped_seconds": self.tracer.stopped_stats[1],
+            "stop_wait_seconds": self.tracer.stop_wait_seconds,
             "injected_syscalls": self.tracer.injected,
             "attached_now": len(self.tracer.attached),
             "frozen_now": len(self.tracer.frozen),
@@ -114,10 +115,12 @@ class SigFS(pyfuse3.Operations):
                 stats[key] += remote[key]
         count = stats["stops"]
         mean = stats["stopped_seconds"] / count * 1e6 if count else 0.0
+        wait = stats["stop_wait_seconds"] / count * 1e6 if count else 0.0
         return (
             f"stops {count}\n"
             f"stopped_seconds {stats['stopped_seconds']:.6f}\n"
             f"mean_stopped_us {mean:.1f}\n"
+            f"mean_stop_wait_us {wait:.1f}\n"
             f"injected_syscalls {stats['injected_syscalls']}\n"
             f"attached_now {stats['attached_now']}\n"
             f"frozen_now {stats['frozen_now']}\n"

@@ -123,6 +123,8 @@ class Tracer:
         self._stuck: dict[int, Attachment] = {}
         # Measured time threads spent stopped, for benchmarks: (count, seconds).
         self.stopped_stats: list[float] = [0, 0.0]
+        # Time from PTRACE_INTERRUPT until the thread was seen stopped, summed.
+        self.stop_wait_seconds = 0.0
         self.injected = 0
         # tid -> the thread's own mask while an injection has everything blocked.
         self.masked: dict[int, int] = {}
@@ -237,6 +239,7 @@ class Tracer:
             raise
         att = Attachment(tid=tid, tgid=tgid)
         self.attached[tid] = att
+        asked = time.monotonic()
         try:
             pt.interrupt(tid)
             await self.wait_trap(att)
@@ -247,7 +250,9 @@ class Tracer:
         except BaseException:
             self.attached.pop(tid, None)
             raise
-        att.extra["stopped_at"] = time.monotonic()
+        now = time.monotonic()
+        att.extra["stopped_at"] = now
+        self.stop_wait_seconds += now - asked
         return att
 
     def _detach(self, att: Attachment) -> None:

@@ -114,6 +114,7 @@ async def _run(tracer: Tracer, op: str, args: dict[str, Any], log: ErrorLog) -> 
         return {
             "stops": int(count),
             "stopped_seconds": seconds,
+            "stop_wait_seconds": tracer.stop_wait_seconds,
             "injected_syscalls": tracer.injected,
             "attached_now": len(tracer.attached),
             "frozen_now": len(tracer.frozen),
