@@ -188,37 +188,43 @@ class Tracer:
                 raise StopTimeout(tid, self.stop_timeout if timeout is None else timeout)
             delay = min(delay * 2, 0.01)
 
+    def _trap_seen(self, att: Attachment, status: int) -> bool:
+        """Handle one waitpid status on the way to an interrupt's trap: True
+        once the thread sits in it; False after passing on a signal that was
+        being delivered (exactly as the kernel would have), or a stray stop."""
+        kind, sig, event = _decode(status)
+        if kind == "gone":
+            self.attached.pop(att.tid, None)
+            raise TargetGone(att.tid)
+        if kind != "stopped":
+            return False
+        if event == pt.PTRACE_EVENT_STOP:
+            # SIGTRAP: our interrupt; a stop signal: the process is in group stop.
+            att.group_stop = sig in (
+                signal.SIGSTOP,
+                signal.SIGTSTP,
+                signal.SIGTTIN,
+                signal.SIGTTOU,
+            )
+            return True
+        if event == 0 and sig != (signal.SIGTRAP | 0x80):
+            # Signal-delivery-stop that raced with our interrupt: let the
+            # signal through untouched; the interrupt trap follows.
+            pt.cont(att.tid, sig)
+            return False
+        # Any other event or a stray syscall stop: keep going to the trap.
+        pt.cont(att.tid, 0)
+        return False
+
     async def wait_trap(self, att: Attachment) -> None:
         """Wait for the PTRACE_EVENT_STOP of an interrupt, passing on any
         signal delivered meanwhile exactly as the kernel would have."""
-        while True:
-            status = await self.wait(att.tid)
-            kind, sig, event = _decode(status)
-            if kind == "gone":
-                self.attached.pop(att.tid, None)
-                raise TargetGone(att.tid)
-            if kind != "stopped":
-                continue
-            if event == pt.PTRACE_EVENT_STOP:
-                # SIGTRAP: our interrupt; a stop signal: the process is in group stop.
-                att.group_stop = sig in (
-                    signal.SIGSTOP,
-                    signal.SIGTSTP,
-                    signal.SIGTTIN,
-                    signal.SIGTTOU,
-                )
-                return
-            if event == 0 and sig != (signal.SIGTRAP | 0x80):
-                # Signal-delivery-stop that raced with our interrupt: let the
-                # signal through untouched; the interrupt trap follows.
-                pt.cont(att.tid, sig)
-                continue
-            # Any other event or a stray syscall stop: keep going to the trap.
-            pt.cont(att.tid, 0)
+        while not self._trap_seen(att, await self.wait(att.tid)):
+            pass
 
     # -- attaching -----------------------------------------------------------
 
-    async def _attach(self, tgid: int, tid: int) -> Attachment:
+    def _seize(self, tgid: int, tid: int) -> Attachment:
         if tid in self._stuck:
             self.reap_stuck()
             if tid in self._stuck:
@@ -239,20 +245,17 @@ class Tracer:
             raise
         att = Attachment(tid=tid, tgid=tgid)
         self.attached[tid] = att
-        asked = time.monotonic()
+        return att
+
+    async def _attach(self, tgid: int, tid: int) -> Attachment:
+        att = self._seize(tgid, tid)
+        att.extra["asked"] = time.monotonic()
         try:
             pt.interrupt(tid)
-            await self.wait_trap(att)
-        except StopTimeout:
-            self.attached.pop(tid, None)
-            self._stuck[tid] = att
-            raise
         except BaseException:
             self.attached.pop(tid, None)
             raise
-        now = time.monotonic()
-        att.extra["stopped_at"] = now
-        self.stop_wait_seconds += now - asked
+        await self._finish_attach(att)
         return att
 
     def _detach(self, att: Attachment) -> None:
@@ -305,14 +308,37 @@ class Tracer:
     async def with_stopped(self, tgid: int, tid: int, fn: Callable[[Attachment], T]) -> T:
         """Run ``fn`` (synchronous, quick) while thread ``tid`` is stopped.
 
-        The same as ``async with stopped(...)`` for a short read, without the
-        nested context managers: the time the target spends stopped is the
-        time ``fn`` takes, plus one detach.
+        The same as ``async with stopped(...)`` for a short read.  Most
+        threads reach the trap within the spin, so the common case runs with
+        no ``await`` at all: seize, interrupt, poll, ``fn``, detach.  A thread
+        slow to stop continues on the async path with the same attachment.
         """
         self._check_owner()
         held = self.attached.get(tid)
         if held is not None:
             return fn(held)
+        lock = self._locks.get(tgid)
+        if lock is None and tid not in self._stuck:
+            # Nobody works on this process: take its lock without yielding.
+            lock = self._locks[tgid] = trio.Lock()
+            lock.acquire_nowait()
+            self._lock_users[tgid] = self._lock_users.get(tgid, 0) + 1
+            try:
+                att = self._attach_quick(tgid, tid)
+                with trio.CancelScope(shield=True):
+                    if att.extra.get("stopped_at") is None:
+                        await self._finish_attach(att)  # slow to stop
+                    try:
+                        result = fn(att)
+                    finally:
+                        self._detach(att)
+            finally:
+                lock.release()
+                self._lock_users[tgid] -= 1
+                if self._lock_users[tgid] == 0:
+                    del self._lock_users[tgid]
+                    del self._locks[tgid]
+            return result
         async with self.process_lock(tgid):
             held = self.attached.get(tid)
             if held is not None:
@@ -324,6 +350,48 @@ class Tracer:
                 finally:
                     self._detach(att)
         return result
+
+    def _attach_quick(self, tgid: int, tid: int) -> Attachment:
+        """Seize and interrupt, then poll for the trap for SPIN_SECONDS without
+        yielding.  The attachment comes back stopped (``stopped_at`` set) or
+        still on its way (to be finished by :meth:`_finish_attach`)."""
+        att = self._seize(tgid, tid)
+        asked = time.monotonic()
+        att.extra["asked"] = asked
+        try:
+            pt.interrupt(tid)
+            spin_end = asked + SPIN_SECONDS
+            while True:
+                status = self._poll(tid)
+                if status is not None:
+                    if self._trap_seen(att, status):
+                        now = time.monotonic()
+                        att.extra["stopped_at"] = now
+                        self.stop_wait_seconds += now - asked
+                        return att
+                    continue
+                if time.monotonic() > spin_end:
+                    return att
+                os.sched_yield()
+        except BaseException:
+            self.attached.pop(tid, None)
+            raise
+
+    async def _finish_attach(self, att: Attachment) -> None:
+        try:
+            await self.wait_trap(att)
+        except StopTimeout:
+            self.attached.pop(att.tid, None)
+            self._stuck[att.tid] = att
+            raise
+        except BaseException:
+            self.attached.pop(att.tid, None)
+            raise
+        now = time.monotonic()
+        att.extra["stopped_at"] = now
+        asked = att.extra.get("asked")
+        if isinstance(asked, float):
+            self.stop_wait_seconds += now - asked
 
     async def hold(self, tgid: int, tid: int) -> Attachment:
         """Seize and stop a thread and keep it stopped (freeze)."""
