@@ -325,6 +325,17 @@ def test_checkpoint_image_is_the_mounted_tree(mnt, spawn, tmp_path) -> None:  # 
     assert "rc=1" in t.readline()
 
 
+def stop_on_one_cpu(t) -> None:  # type: ignore[no-untyped-def]
+    """Pin every thread to CPU 0 and group-stop the process (SIGSTOP): it
+    then cannot change between two looks (see the test below for why both)."""
+    for tid in t.tids():
+        os.sched_setaffinity(tid, {0})
+    os.kill(t.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while t.state() != "T" and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_checkpoint_twice_of_an_unchanged_process_is_identical(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Unchanged means not run in between: a thread that runs may move to
     another CPU, and the kernel then rewrites its rseq area's cpu_id.  So the
@@ -333,12 +344,7 @@ def test_checkpoint_twice_of_an_unchanged_process_is_identical(spawn, tmp_path) 
     CPU, since the syscalls sigfs injects return through user mode where the
     kernel refreshes rseq."""
     t = spawn("sleeper", "read")
-    for tid in t.tids():
-        os.sched_setaffinity(tid, {0})
-    os.kill(t.pid, signal.SIGSTOP)
-    deadline = time.monotonic() + 5
-    while t.state() != "T" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    stop_on_one_cpu(t)
     try:
         img1, img2 = str(tmp_path / "img1"), str(tmp_path / "img2")
         assert checkpoint(t.pid, img1, "--leave-running").returncode == 0
@@ -492,14 +498,10 @@ def test_checkpoint_refuses_to_delete_a_leftover_partial(spawn, tmp_path) -> Non
 
 def test_checkpoint_pages_equal_the_mounted_pages_whatever_the_buffer(mnt, spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Two code paths make the pages stream (the mount's, chunk by chunk; the
-    checkpoint's, copied into a buffer that may spill to the file): same bytes."""
+    checkpoint's, copied into the mapped pages file, going on with pwrite past
+    --buffer-mib): the same bytes."""
     t = spawn("mem", "8")
-    for tid in t.tids():
-        os.sched_setaffinity(tid, {0})
-    os.kill(t.pid, signal.SIGSTOP)
-    deadline = time.monotonic() + 5
-    while t.state() != "T" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    stop_on_one_cpu(t)
     try:
         # A first checkpoint settles the rseq areas on CPU 0 (see above).
         assert checkpoint(t.pid, str(tmp_path / "settle"), "--leave-running").returncode == 0
