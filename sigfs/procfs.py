@@ -91,13 +91,6 @@ def tgid_of(tid: int) -> int:
     return int(read_status(tid)["Tgid"])
 
 
-def is_thread_group_leader(pid: int) -> bool:
-    try:
-        return tgid_of(pid) == pid
-    except ProcessLookupError:
-        return False
-
-
 def list_tids(pid: int) -> list[int]:
     try:
         names = os.listdir(f"/proc/{pid}/task")

@@ -276,17 +276,13 @@ class Tracer:
                 pass
 
     @asynccontextmanager
-    async def stopped(self, tgid: int, tid: int, lock: bool = True) -> AsyncIterator[Attachment]:
+    async def stopped(self, tgid: int, tid: int) -> AsyncIterator[Attachment]:
         """Hold thread ``tid`` of process ``tgid`` in a ptrace stop for the
         duration of the block, then put it back exactly as it was.
 
         A thread already held (frozen process) is used as it is and stays held.
         """
         self._check_owner()
-        if not lock:
-            async with self._stopped_unlocked(tgid, tid) as att:
-                yield att
-            return
         async with self.process_lock(tgid):
             async with self._stopped_unlocked(tgid, tid) as att:
                 yield att

@@ -230,3 +230,35 @@ def test_peeksiginfo_private_and_shared_queues(spawn) -> None:  # type: ignore[n
     assert [si.signo for si in private.queue] == [signal.SIGUSR2]
     assert signal.SIGUSR1 in [si.signo for si in shared.queue]
     assert signal.SIGCHLD in [si.signo for si in shared.queue]
+
+
+def test_syscall_info_and_rseq_configuration(spawn) -> None:  # type: ignore[no-untyped-def]
+    """PTRACE_GET_SYSCALL_INFO at an interrupt stop reports no syscall (op
+    NONE) with the arch and the instruction and stack pointers; the rseq
+    registration matches what /proc shows for the thread."""
+    import struct
+
+    t = spawn("sleeper", "read")
+
+    async def main():  # type: ignore[no-untyped-def]
+        tracer = Tracer()
+
+        def look(_att):  # type: ignore[no-untyped-def]
+            return pt.get_syscall_info(t.pid), pt.getregs(t.pid), pt.get_rseq_configuration(t.pid)
+
+        return await tracer.with_stopped(t.pid, t.pid, look)
+
+    info, regs, rseq = run(main)
+    op, arch, ip, sp = struct.unpack_from("<B3xIQQ", info)
+    assert op == pt.SYSCALL_INFO_NONE
+    assert arch == 0xC000003E  # AUDIT_ARCH_X86_64
+    assert (ip, sp) == (regs.rip, regs.rsp)
+    abi, size, sig, flags = rseq
+    with open(f"/proc/{t.pid}/task/{t.pid}/maps") as f:
+        maps = f.read()
+    if abi:  # glibc registered rseq: the area lies in a mapping of the process
+        assert any(
+            int(a, 16) <= abi < int(b, 16)
+            for a, b in (line.split()[0].split("-") for line in maps.splitlines())
+        )
+        assert size >= 20 and sig != 0 and flags == 0
