@@ -193,11 +193,16 @@ def test_self_read_is_refused_not_hung(mnt, spawn) -> None:  # type: ignore[no-u
     assert proc.returncode == 0 and len(proc.stdout) == 65
 
 
-def test_traced_by_someone_else(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("debugger", ["strace", "gdb"])
+def test_traced_by_someone_else(mnt, spawn, debugger) -> None:  # type: ignore[no-untyped-def]
     t = spawn("forker")
     os.kill(t.pid, signal.SIGUSR1)
+    if debugger == "strace":
+        cmd = ["strace", "-p", str(t.pid), "-o", "/dev/null"]
+    else:  # stays attached (the process stopped) while it sleeps
+        cmd = ["gdb", "-batch", "-nx", "-p", str(t.pid), "-ex", "shell sleep 20"]
     strace = subprocess.Popen(
-        ["strace", "-p", str(t.pid), "-o", "/dev/null"], stderr=subprocess.DEVNULL
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 5
@@ -210,7 +215,7 @@ def test_traced_by_someone_else(mnt, spawn) -> None:  # type: ignore[no-untyped-
         assert bitmap(text) == t.sigmask_fields()["ShdPnd"]
         assert "# siginfo records not shown" in text
         errors = mnt.read(f"{t.pid}/errors")
-        assert "already traced by" in errors and "strace" in errors
+        assert "already traced by" in errors and debugger in errors
         assert bitmap(mnt.read(f"{t.pid}/sig/blocked")) == t.sigmask_fields()["SigBlk"]
     finally:
         strace.terminate()
