@@ -13,16 +13,15 @@ import itertools
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import pyfuse3
-import trio
 
 from sigfs import __version__, access, procfs
 from sigfs.files import TREE, ErrorLog, FileContext
 from sigfs.pages import StreamReader
-from sigfs.tracer import Tracer, acquire
+from sigfs.tracer import KeyedLocks, Tracer
 from sigfs.tracerd import TracerClient
 from sigfs.tree import ROOT_INODE, Node, Place, decode, encode
 
@@ -62,7 +61,8 @@ class SigFS(pyfuse3.Operations):
         # without it (tests, tools), this process traces by itself.
         self.tracer = tracer or Tracer()
         self.remote = remote
-        self._locks: dict[int, trio.Lock] = {}
+        # One request at a time per process, across both tracers.
+        self._locks = KeyedLocks()
         # Processes the tracer process holds frozen (through their ctl).
         self.frozen: set[int] = set()
         self.errors = ErrorLog()
@@ -126,26 +126,10 @@ class SigFS(pyfuse3.Operations):
             f"frozen_now {stats['frozen_now']}\n"
         ).encode()
 
-    @asynccontextmanager
-    async def _process_lock(self, pid: int) -> AsyncIterator[None]:
-        """One request at a time per process; the lock is dropped when idle."""
-        lock = self._locks.get(pid)
-        if lock is None:
-            lock = self._locks[pid] = trio.Lock()
-        try:
-            await acquire(lock)
-            try:
-                yield
-            finally:
-                lock.release()
-        finally:
-            if not lock.locked() and not lock.statistics().tasks_waiting:
-                self._locks.pop(pid, None)
-
     async def _remote(self, op: str, node: Node, fctx: FileContext, **extra: object) -> bytes:
         """Run a file's load or store in the tracer process, one request per
         process at a time (so a local read never overlaps an injection)."""
-        async with self._process_lock(fctx.pid):
+        async with self._locks.hold(fctx.pid):
             return await self._remote_locked(op, node, fctx, **extra)
 
     async def _remote_locked(
@@ -181,7 +165,7 @@ class SigFS(pyfuse3.Operations):
                 return await self._remote("load", node, fctx)
             # A plain stop is safe to run here: were the daemon killed during
             # it, the kernel would release the thread exactly where it was.
-            async with self._process_lock(fctx.pid):
+            async with self._locks.hold(fctx.pid):
                 return await entry.load(fctx)
         lock = self._locks.get(fctx.pid)
         if lock is not None and lock.locked():
@@ -426,7 +410,7 @@ class SigFS(pyfuse3.Operations):
                     # One lock across the store and the state it leaves, so no
                     # local stop can slip in while the tracer process holds a
                     # frozen process that the daemon does not know of yet.
-                    async with self._process_lock(fctx.pid):
+                    async with self._locks.hold(fctx.pid):
                         await self._remote_locked("store", node, fctx, data=bytes(buf))
                         if node.entry.path == "ctl":
                             state = (await self._remote_locked("load", node, fctx)).strip()

@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -52,6 +52,36 @@ async def acquire(lock: trio.Lock) -> None:
         lock.acquire_nowait()
     except trio.WouldBlock:
         await lock.acquire()
+
+
+class KeyedLocks:
+    """One trio.Lock per key (a process), made on demand and dropped when no
+    one holds or waits for it; a free lock is taken with no scheduler pass."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, trio.Lock] = {}
+        self._users: dict[int, int] = {}
+
+    def get(self, key: int) -> trio.Lock | None:
+        return self._locks.get(key)
+
+    @asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = trio.Lock()
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            await acquire(lock)
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            self._users[key] -= 1
+            if self._users[key] == 0:
+                del self._users[key]
+                del self._locks[key]
 
 
 class TargetGone(ProcessLookupError):
@@ -116,8 +146,7 @@ class Tracer:
     def __init__(self, stop_timeout: float = STOP_TIMEOUT) -> None:
         self._owner = threading.get_ident()
         self.stop_timeout = stop_timeout
-        self._locks: dict[int, trio.Lock] = {}
-        self._lock_users: dict[int, int] = {}
+        self.locks = KeyedLocks()
         self.attached: dict[int, Attachment] = {}
         # Threads that did not stop in time: still seized, detached when they stop.
         self._stuck: dict[int, Attachment] = {}
@@ -137,24 +166,9 @@ class Tracer:
         if threading.get_ident() != self._owner:
             raise RuntimeError("ptrace used from a thread that does not own the attachments")
 
-    @asynccontextmanager
-    async def process_lock(self, tgid: int) -> AsyncIterator[None]:
+    def process_lock(self, tgid: int) -> AbstractAsyncContextManager[None]:
         """Serialise everything sigfs does to one process."""
-        lock = self._locks.get(tgid)
-        if lock is None:
-            lock = self._locks[tgid] = trio.Lock()
-        self._lock_users[tgid] = self._lock_users.get(tgid, 0) + 1
-        try:
-            await acquire(lock)
-            try:
-                yield
-            finally:
-                lock.release()
-        finally:
-            self._lock_users[tgid] -= 1
-            if self._lock_users[tgid] == 0:
-                del self._lock_users[tgid]
-                del self._locks[tgid]
+        return self.locks.hold(tgid)
 
     # -- waiting -------------------------------------------------------------
 
@@ -248,14 +262,11 @@ class Tracer:
         return att
 
     async def _attach(self, tgid: int, tid: int) -> Attachment:
-        att = self._seize(tgid, tid)
-        att.extra["asked"] = time.monotonic()
-        try:
-            pt.interrupt(tid)
-        except BaseException:
-            self.attached.pop(tid, None)
-            raise
-        await self._finish_attach(att)
+        """Seize and stop a thread: a short spin first, then, for a thread
+        slow to reach the trap, an async wait that does not block trio."""
+        att = self._attach_quick(tgid, tid)
+        if att.extra.get("stopped_at") is None:
+            await self._finish_attach(att)
         return att
 
     def _detach(self, att: Attachment) -> None:
@@ -306,35 +317,12 @@ class Tracer:
 
         The same as ``async with stopped(...)`` for a short read.  Most
         threads reach the trap within the spin, so the common case runs with
-        no ``await`` at all: seize, interrupt, poll, ``fn``, detach.  A thread
-        slow to stop continues on the async path with the same attachment.
+        no pass through the scheduler: seize, interrupt, poll, ``fn``, detach.
         """
         self._check_owner()
         held = self.attached.get(tid)
         if held is not None:
             return fn(held)
-        lock = self._locks.get(tgid)
-        if lock is None and tid not in self._stuck:
-            # Nobody works on this process: take its lock without yielding.
-            lock = self._locks[tgid] = trio.Lock()
-            lock.acquire_nowait()
-            self._lock_users[tgid] = self._lock_users.get(tgid, 0) + 1
-            try:
-                att = self._attach_quick(tgid, tid)
-                with trio.CancelScope(shield=True):
-                    if att.extra.get("stopped_at") is None:
-                        await self._finish_attach(att)  # slow to stop
-                    try:
-                        result = fn(att)
-                    finally:
-                        self._detach(att)
-            finally:
-                lock.release()
-                self._lock_users[tgid] -= 1
-                if self._lock_users[tgid] == 0:
-                    del self._lock_users[tgid]
-                    del self._locks[tgid]
-            return result
         async with self.process_lock(tgid):
             held = self.attached.get(tid)
             if held is not None:
