@@ -256,13 +256,21 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2000, help="reads per measurement")
     ap.add_argument("--runs", type=int, default=5, help="checkpoints per size")
     ap.add_argument("--sizes", default="1,64,512", help="checkpoint sizes in MiB")
+    ap.add_argument(
+        "--only",
+        choices=("signal", "checkpoint", "pages"),
+        help="run one part (default: all three)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root (it mounts and traces)", file=sys.stderr)
         return 1
-    bench_signal_files(args.n)
-    bench_checkpoint([int(x) for x in args.sizes.split(",")], args.runs)
-    bench_pages_memory(1024)
+    if args.only in (None, "signal"):
+        bench_signal_files(args.n)
+    if args.only in (None, "checkpoint"):
+        bench_checkpoint([int(x) for x in args.sizes.split(",")], args.runs)
+    if args.only in (None, "pages"):
+        bench_pages_memory(1024)
     return 0
 
 

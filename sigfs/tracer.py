@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -65,23 +65,47 @@ class KeyedLocks:
     def get(self, key: int) -> trio.Lock | None:
         return self._locks.get(key)
 
-    @asynccontextmanager
-    async def hold(self, key: int) -> AsyncIterator[None]:
+    def hold(self, key: int) -> _Held:
+        """``async with locks.hold(key):`` -- a plain class, not a generator
+        context manager: this sits on every read's path."""
+        return _Held(self, key)
+
+    def _enter(self, key: int) -> trio.Lock:
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = trio.Lock()
         self._users[key] = self._users.get(key, 0) + 1
+        return lock
+
+    def _leave(self, key: int) -> None:
+        users = self._users[key] - 1
+        if users:
+            self._users[key] = users
+        else:
+            del self._users[key]
+            del self._locks[key]
+
+
+class _Held:
+    __slots__ = ("_locks", "_key", "_lock")
+
+    def __init__(self, locks: KeyedLocks, key: int) -> None:
+        self._locks = locks
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        self._lock = self._locks._enter(self._key)
         try:
-            await acquire(lock)
-            try:
-                yield
-            finally:
-                lock.release()
+            await acquire(self._lock)
+        except BaseException:
+            self._locks._leave(self._key)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            self._lock.release()
         finally:
-            self._users[key] -= 1
-            if self._users[key] == 0:
-                del self._users[key]
-                del self._locks[key]
+            self._locks._leave(self._key)
 
 
 class TargetGone(ProcessLookupError):
@@ -166,7 +190,7 @@ class Tracer:
         if threading.get_ident() != self._owner:
             raise RuntimeError("ptrace used from a thread that does not own the attachments")
 
-    def process_lock(self, tgid: int) -> AbstractAsyncContextManager[None]:
+    def process_lock(self, tgid: int) -> _Held:
         """Serialise everything sigfs does to one process."""
         return self.locks.hold(tgid)
 
@@ -327,13 +351,18 @@ class Tracer:
             held = self.attached.get(tid)
             if held is not None:
                 return fn(held)
-            with trio.CancelScope(shield=True):
-                att = await self._attach(tgid, tid)
-                try:
-                    result = fn(att)
-                finally:
-                    self._detach(att)
-        return result
+            att = self._attach_quick(tgid, tid)
+            if att.extra.get("stopped_at") is None:
+                # Slow to reach the trap: wait for it without blocking trio.
+                # Shielded: a seized thread is always seen through to detach.
+                with trio.CancelScope(shield=True):
+                    await self._finish_attach(att)
+            # From here on there is no await, so no cancellation: the thread
+            # is detached before anything else can run.
+            try:
+                return fn(att)
+            finally:
+                self._detach(att)
 
     def _attach_quick(self, tgid: int, tid: int) -> Attachment:
         """Seize and interrupt, then poll for the trap for SPIN_SECONDS without

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -96,6 +98,33 @@ def test_rfc_forker(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
         assert si.code == 0  # SI_USER
     text = mnt.read(f"{t.pid}/sig/shared_pending")
     assert "  chld pid " in text and "  kill spid " in text
+
+
+class _Sigval(ctypes.Union):
+    _fields_ = (("sival_int", ctypes.c_int), ("sival_ptr", ctypes.c_void_p))
+
+
+def test_pending_bits_without_siginfo(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """With RLIMIT_SIGPENDING exhausted the kernel still sets a legacy
+    signal's bit but queues no siginfo: the bitmap must show it, the queue
+    must not invent a record, read after read."""
+    t = spawn("forker")  # blocks SIGUSR1, SIGUSR2; its child's SIGCHLD is queued
+    resource.prlimit(t.pid, resource.RLIMIT_SIGPENDING, (0, 0))
+    libc = ctypes.CDLL(None, use_errno=True)
+    # sigqueue (SI_QUEUE) and tgkill (SI_TKILL) are not exempt from the limit.
+    assert libc.sigqueue(t.pid, signal.SIGUSR2, _Sigval(7)) == 0, ctypes.get_errno()
+    assert libc.syscall(234, t.pid, t.pid, signal.SIGUSR1) == 0, ctypes.get_errno()
+    kernel = t.sigmask_fields()
+    assert kernel["ShdPnd"] >> (signal.SIGUSR2 - 1) & 1
+    assert kernel["SigPnd"] >> (signal.SIGUSR1 - 1) & 1
+    for _ in range(3):
+        shared = pending_fmt.parse(mnt.read(f"{t.pid}/sig/shared_pending"))
+        private = pending_fmt.parse(mnt.read(f"{t.pid}/sig/pending"))
+        assert shared.mask == kernel["ShdPnd"]
+        assert [si.signo for si in shared.queue] == [signal.SIGCHLD]
+        assert private.mask == kernel["SigPnd"]
+        assert private.queue == ()
+    assert t.sigmask_fields() == kernel  # reading changed nothing
 
 
 def test_action_and_altstack_match_target(mnt, spawn) -> None:  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ base is accepted anywhere, and the signal in ``sig N:`` may be a name.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import struct
 from collections.abc import Iterable, Iterator
@@ -201,6 +202,18 @@ def field_names(layout: Layout) -> tuple[str, ...]:
     return tuple(f[0] for f in _FIELDS[layout])
 
 
+def _covered(layout: Layout) -> int:
+    """Bit mask (over ``int.from_bytes(raw, "little")``) of the bytes that the
+    header and ``layout``'s printed fields occupy."""
+    mask = (1 << (12 * 8)) - 1  # signo, errno, code
+    for _, off, fmt, _ in _FIELDS[layout]:
+        mask |= ((1 << (struct.calcsize(fmt) * 8)) - 1) << (off * 8)
+    return mask
+
+
+_COVERED: dict[Layout, int] = {layout: _covered(layout) for layout in _FIELDS}
+
+
 @dataclass(frozen=True)
 class Siginfo:
     """One siginfo_t exactly as the kernel hands it out: 128 raw bytes.
@@ -275,8 +288,10 @@ class Siginfo:
         return cls(bytes(buf))
 
     def is_canonical(self) -> bool:
-        """True if :meth:`build` from the printed fields gives back exactly ``raw``."""
-        return Siginfo.build(self.signo, self.errno, self.code, **self.fields()).raw == self.raw
+        """True if :meth:`build` from the printed fields gives back exactly ``raw``:
+        every byte that no printed field covers is zero (the printed fields are
+        decoded from ``raw`` with their own C types, so they always fit)."""
+        return int.from_bytes(self.raw, "little") & ~_COVERED[self.layout] == 0
 
 
 def _fmt(value: int, hexa: bool) -> str:
@@ -285,6 +300,14 @@ def _fmt(value: int, hexa: bool) -> str:
 
 def render_record(si: Siginfo) -> str:
     """The text of one record: header, detail and (when needed) raw line, ending in ``\\n``."""
+    return _render_raw(si.raw)
+
+
+@functools.lru_cache(maxsize=512)
+def _render_raw(raw: bytes) -> str:
+    # A pure function of the 128 bytes, and re-reading a queue that did not
+    # change is the common case: cached.
+    si = Siginfo(raw)
     layout = si.layout
     values = si.fields()
     lines = [f"sig {si.signo}: user {si.uid} flags 0 errno {si.errno} code {si.code}"]
