@@ -63,25 +63,48 @@ _PIDFD_INFO = struct.Struct("<QQ11I4x")
 _pidfd_info_works = [True]
 
 
+# Pidfds of recent callers (most readers ask again and again), oldest first.
+PIDFD_CACHE = 64
+_pidfds: dict[int, int] = {}
+
+
+def _forget_pidfd(tid: int) -> None:
+    fd = _pidfds.pop(tid, None)
+    if fd is not None:
+        os.close(fd)
+
+
 def _pidfd_creds(tid: int) -> tuple[int, int, int] | None:
     """(tgid, real uid, real gid) of a thread from PIDFD_GET_INFO (Linux 6.13+):
     one ioctl instead of generating and parsing its /proc status."""
     if not _pidfd_info_works[0]:
         return None
-    try:
-        fd = os.pidfd_open(tid, PIDFD_THREAD)
-    except OSError:
-        return None
-    try:
-        buf = bytearray(_PIDFD_INFO.size)
-        struct.pack_into("<Q", buf, 0, PIDFD_INFO_PID | PIDFD_INFO_CREDS)
-        fcntl.ioctl(fd, PIDFD_GET_INFO, buf)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTTY, errno.EINVAL):
-            _pidfd_info_works[0] = False  # an older kernel: use /proc
-        return None
-    finally:
-        os.close(fd)
+    buf = bytearray(_PIDFD_INFO.size)
+    struct.pack_into("<Q", buf, 0, PIDFD_INFO_PID | PIDFD_INFO_CREDS)
+    fd = _pidfds.get(tid)
+    if fd is not None:
+        # A pidfd names one process for good: while the ioctl answers, the
+        # process it names still lives, so ``tid`` cannot have been reused.
+        try:
+            fcntl.ioctl(fd, PIDFD_GET_INFO, buf)
+        except OSError:
+            _forget_pidfd(tid)
+            fd = None
+    if fd is None:
+        try:
+            fd = os.pidfd_open(tid, PIDFD_THREAD)
+        except OSError:
+            return None
+        try:
+            fcntl.ioctl(fd, PIDFD_GET_INFO, buf)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ENOTTY, errno.EINVAL):
+                _pidfd_info_works[0] = False  # an older kernel: use /proc
+            return None
+        while len(_pidfds) >= PIDFD_CACHE:
+            _forget_pidfd(next(iter(_pidfds)))
+        _pidfds[tid] = fd
     fields = _PIDFD_INFO.unpack(buf)
     mask, tgid, ruid, rgid = fields[0], fields[3], fields[5], fields[6]
     if mask & (PIDFD_INFO_PID | PIDFD_INFO_CREDS) != PIDFD_INFO_PID | PIDFD_INFO_CREDS:

@@ -17,9 +17,14 @@ def _read_bytes(path: str) -> bytes:
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
     try:
-        chunks = []
+        # /proc's seq files hand over everything that fits in one read, so a
+        # short first read is the whole file (no second read for EOF).
+        first = os.read(fd, 16384)
+        if len(first) < 16384:
+            return first
+        chunks = [first]
         while True:
-            chunk = os.read(fd, 8192)
+            chunk = os.read(fd, 65536)
             if not chunk:
                 break
             chunks.append(chunk)

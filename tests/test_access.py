@@ -1,0 +1,82 @@
+"""The caller's credentials as the permission check sees them, against real
+processes whose credentials change and which exit (the pidfd cache must
+never answer for a process that is not the caller any more)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from sigfs import access
+
+SWITCHER = """
+import os, sys
+print("ready", flush=True)
+sys.stdin.readline()
+os.setresgid({gid}, {gid}, {gid})
+os.setresuid({uid}, {uid}, {uid})
+print("switched", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+def _start(code: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def test_caller_ids_follow_a_setuid(unpriv_user) -> None:  # type: ignore[no-untyped-def]
+    _, uid, gid = unpriv_user
+    proc = _start(SWITCHER.format(uid=uid, gid=gid))
+    try:
+        first = access.caller_of(proc.pid, 4242, 4242)
+        assert (first.uid, first.gid, first.tgid) == (0, 0, proc.pid)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "switched\n"
+        # Asked again (the pidfd is cached now): the new ids, not the old.
+        again = access.caller_of(proc.pid, 4242, 4242)
+        assert (again.uid, again.gid) == (uid, gid)
+        assert not again.privileged
+    finally:
+        _stop(proc)
+
+
+def test_caller_that_exited_is_not_answered_from_the_cache() -> None:
+    proc = _start('import sys; print("ready", flush=True); sys.stdin.readline()')
+    pid = proc.pid
+    assert access.caller_of(pid, 4242, 4243).uid == 0
+    assert pid in access._pidfds
+    _stop(proc)
+    # Gone: only what FUSE said is left, and the stale pidfd is dropped.
+    gone = access.caller_of(pid, 4242, 4243)
+    assert (gone.uid, gone.gid) == (4242, 4243) and not gone.privileged
+    assert pid not in access._pidfds
+
+
+def test_pidfd_cache_is_bounded() -> None:
+    procs = [
+        _start('import sys; print("ready", flush=True); sys.stdin.readline()')
+        for _ in range(access.PIDFD_CACHE + 3)
+    ]
+    try:
+        for p in procs:
+            assert access.caller_of(p.pid, 1, 1).uid == 0
+        assert len(access._pidfds) <= access.PIDFD_CACHE
+        assert procs[-1].pid in access._pidfds
+    finally:
+        for p in procs:
+            _stop(p)
