@@ -14,24 +14,26 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
 import os
 import shutil
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
-
-import trio
+from typing import TYPE_CHECKING
 
 from sigfs import __version__, procfs
-from sigfs.files import TREE, ErrorLog, FileContext
 from sigfs.formats import manifest as manifest_fmt
-from sigfs.formats.fpu import Fpu
-from sigfs.image import read_fpu
 from sigfs.pages import BufferSink, PagesStream, dumpable_vmas
-from sigfs.tracer import Tracer
-from sigfs.tree import Node, Place
+
+if TYPE_CHECKING:
+    from sigfs.formats.fpu import Fpu
+    from sigfs.tracer import Tracer
+    from sigfs.tree import Node
+
+# The heavy modules (trio, the loaders, the formats) are imported only once
+# the pages file's memory is being faulted in by a thread, so that the two
+# overlap: both cost a few hundred milliseconds on a cold start.
 
 # Memory faulted in before a freeze to copy pages into (--buffer-mib).
 DEFAULT_BUFFER = 1 << 30
@@ -82,10 +84,14 @@ class Result:
     pages: int
     frozen_seconds: float
     seconds: float
+    marks: list[tuple[str, float]] = field(default_factory=list)
 
 
 def _image_files(tids: list[int]) -> list[tuple[str, Node, int | None]]:
     """(relative path, node, tid or None for the leader) in tree order."""
+    from sigfs.files import TREE
+    from sigfs.tree import Place
+
     out: list[tuple[str, Node, int | None]] = []
     for node in TREE.nodes:
         if node.entry is None or node.entry.path in NOT_STATE:
@@ -108,9 +114,9 @@ def _write(path: str, data: bytes) -> None:
         f.write(data)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
+def _checksum(algo: str, path: str) -> str:
+    digest = manifest_fmt.hasher(algo)
+    with open(path, "rb", buffering=0) as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -148,6 +154,9 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
     """Everything that needs the process frozen, and nothing else: the pages
     go into memory faulted in beforehand (``sink``), the file writing and the
     checksums happen after it is let go."""
+    from sigfs.files import ErrorLog, FileContext
+    from sigfs.image import read_fpu
+
     tids = sorted(a.tid for a in tracer.frozen[pid])
     errors = ErrorLog()
     files: list[tuple[str, int]] = []
@@ -171,16 +180,24 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
     return _Dump(files, pages_count, fpu, _process_start(pid))
 
 
-def _write_manifest(pid: int, tmp: str, dump: _Dump, progress: Progress) -> int:
+def _write_manifest(
+    pid: int, tmp: str, dump: _Dump, progress: Progress, sink: BufferSink, algo: str
+) -> int:
+    """Checksum every file (the pages from their mapping) and write MANIFEST."""
     total = sum(size for _, size in dump.files)
     done = 0
     entries = []
     for rel, size in dump.files:
-        entries.append((rel, size, _sha256(os.path.join(tmp, rel))))
+        if rel == "pages":
+            value = sink.digest(algo)
+        else:
+            value = _checksum(algo, os.path.join(tmp, rel))
+        entries.append((rel, size, value))
         done += size
         progress.update("checksum", done, total)
     manifest = manifest_fmt.Manifest(
-        format_version=1,
+        format_version=manifest_fmt.FORMAT_VERSION,
+        checksum=algo,
         sigfs_version=__version__,
         kernel=os.uname().release,
         machine=os.uname().machine,
@@ -209,6 +226,8 @@ def _process_start(pid: int) -> str:
 
 async def _kill_frozen(tracer: Tracer, pid: int) -> None:
     """SIGKILL a frozen process and let its traced threads go."""
+    import trio
+
     held = tracer.frozen.pop(pid, [])
     os.kill(pid, signal.SIGKILL)
     for att in held:
@@ -230,16 +249,37 @@ def _publish(tmp: str, dest: str) -> None:
     os.rename(tmp, dest)
 
 
-async def run_checkpoint(
-    pid: int,
-    dest: str,
-    leave_running: bool,
-    progress: Progress,
-    buffer_budget: int = DEFAULT_BUFFER,
-) -> Result:
-    """Freeze, dump, then either thaw and checksum (the process runs on as soon
-    as its state is copied), or checksum, publish and only then kill: a
-    process is never killed before its image is whole on disk."""
+@dataclass
+class Prepared:
+    """What is set up before the freeze: the checked destination, the
+    ``DIR.partial`` being built and the pages file with its memory (faulted
+    in by a thread while the rest starts).  :meth:`abandon` undoes it all."""
+
+    pid: int
+    dest: str
+    tmp: str
+    pages_fd: int
+    sink: BufferSink
+    started: float
+    #: (what was done, when): the phases ``--timings`` prints.
+    marks: list[tuple[str, float]] = field(default_factory=list)
+
+    def mark(self, what: str) -> None:
+        self.marks.append((what, time.monotonic()))
+
+    def abandon(self) -> None:
+        """Remove everything (idempotent): no DIR.partial is left behind to
+        block the next checkpoint."""
+        self.sink.discard()
+        if self.pages_fd >= 0:
+            os.close(self.pages_fd)
+            self.pages_fd = -1
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def prepare(pid: int, dest: str, buffer_budget: int = DEFAULT_BUFFER) -> Prepared:
+    """Check the arguments and start faulting in the pages file's memory in
+    the background (see :class:`BufferSink`)."""
     started = time.monotonic()
     if os.path.lexists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise CheckpointError(f"{dest} exists and is not an empty directory")
@@ -248,22 +288,59 @@ async def run_checkpoint(
     tmp = dest.rstrip("/") + ".partial"
     if os.path.lexists(tmp):
         raise CheckpointError(f"{tmp} exists (left by an interrupted checkpoint?); remove it first")
+    capacity = buffer_capacity(pid, buffer_budget)
     os.makedirs(tmp)
-    tracer = Tracer()
-    frozen_at = thawed_at = time.monotonic()
     pages_fd = -1
-    sink: BufferSink | None = None
     try:
         pages_fd = os.open(os.path.join(tmp, "pages"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        # Fault the pages file's mapping in now, so the frozen copy is a memcpy.
-        sink = BufferSink(pages_fd, buffer_capacity(pid, buffer_budget))
+        sink = BufferSink(pages_fd, capacity, background=True)
+    except BaseException:
+        if pages_fd >= 0:
+            os.close(pages_fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    prep = Prepared(pid, dest, tmp, pages_fd, sink, started)
+    prep.mark("checked arguments, started faulting in the pages file")
+    return prep
+
+
+async def run_checkpoint(
+    prep: Prepared,
+    leave_running: bool,
+    progress: Progress,
+    checksum: str = manifest_fmt.DEFAULT_CHECKSUM,
+) -> Result:
+    """Freeze, dump, then either thaw and checksum (the process runs on as soon
+    as its state is copied), or checksum, publish and only then kill: a
+    process is never killed before its image is whole on disk."""
+    import trio
+
+    # Everything the frozen part needs is imported before the freeze.
+    import sigfs.files
+    import sigfs.image  # noqa: F401
+    from sigfs.tracer import Tracer
+
+    _image_files([])
+    prep.mark("imported the tracer and the loaders")
+    pid, tmp, sink = prep.pid, prep.tmp, prep.sink
+    tracer = Tracer()
+    frozen_at = thawed_at = time.monotonic()
+    try:
+        # The pages file's memory must be in place before the freeze, so the
+        # frozen copy is a memcpy.
+        sink.ready()
+        prep.mark("pages file's memory faulted in")
         await tracer.freeze(pid)
         frozen_at = time.monotonic()
+        prep.mark("froze every thread")
         dump = await _dump(tracer, pid, tmp, progress, sink)
+        prep.mark("copied the state and the pages")
         if not leave_running:
+            nbytes = _write_manifest(pid, tmp, dump, progress, sink, checksum)
+            prep.mark("checksummed, wrote MANIFEST")
             sink.finish()
-            nbytes = _write_manifest(pid, tmp, dump, progress)
-            _publish(tmp, dest)
+            _publish(tmp, prep.dest)
+            prep.mark("published the image")
     except BaseException:
         # Every step here must happen whatever the others do: the process
         # runs on, and no DIR.partial is left to block the next checkpoint.
@@ -272,66 +349,67 @@ async def run_checkpoint(
                 if pid in tracer.frozen:
                     await tracer.thaw(pid)
         finally:
-            if sink is not None:
-                sink.discard()
-            if pages_fd >= 0:
-                os.close(pages_fd)
-            shutil.rmtree(tmp, ignore_errors=True)
+            prep.abandon()
             progress.finish()
         raise
     with trio.CancelScope(shield=True):
         if leave_running:
             await tracer.thaw(pid)
+            prep.mark("thawed")
         else:
             await _kill_frozen(tracer, pid)
+            prep.mark("killed")
         thawed_at = time.monotonic()
     if leave_running:
         try:
+            nbytes = _write_manifest(pid, tmp, dump, progress, sink, checksum)
+            prep.mark("checksummed, wrote MANIFEST")
             sink.finish()
-            nbytes = _write_manifest(pid, tmp, dump, progress)
-            _publish(tmp, dest)
+            _publish(tmp, prep.dest)
+            prep.mark("published the image")
         except BaseException:
-            sink.discard()
-            shutil.rmtree(tmp, ignore_errors=True)
+            prep.abandon()
             raise
         finally:
-            os.close(pages_fd)
             progress.finish()
     else:
-        os.close(pages_fd)
         progress.finish()
+    os.close(prep.pages_fd)
+    prep.pages_fd = -1
+    prep.mark("closed")
     return Result(
-        dest,
+        prep.dest,
         len(dump.files) + 1,
         nbytes,
         dump.pages,
         thawed_at - frozen_at,
-        time.monotonic() - started,
+        time.monotonic() - prep.started,
+        prep.marks,
     )
 
 
 def main(
-    pid: int, dest: str, leave_running: bool, quiet: bool = False, buffer_mib: int = 1024
+    pid: int,
+    dest: str,
+    leave_running: bool,
+    quiet: bool = False,
+    buffer_mib: int = 1024,
+    checksum: str = manifest_fmt.DEFAULT_CHECKSUM,
+    timings: bool = False,
 ) -> int:
     progress = Progress(enabled=not quiet and sys.stderr.isatty())
+    prep: Prepared | None = None
     try:
-        result = trio.run(run_checkpoint, pid, dest, leave_running, progress, buffer_mib << 20)
-    except CheckpointError as exc:
-        print(f"sigfs: checkpoint: {exc}", file=sys.stderr)
-        return 1
-    except ProcessLookupError:
-        print(
-            f"sigfs: checkpoint: process {pid} does not exist or exited during the "
-            "checkpoint; no image written",
-            file=sys.stderr,
-        )
-        return 1
-    except OSError as exc:
-        if exc.errno == errno.EPERM:
-            print(f"sigfs: checkpoint: not permitted to trace {pid}", file=sys.stderr)
-        else:
-            print(f"sigfs: checkpoint: {exc.strerror or exc}; no image written", file=sys.stderr)
-        return 1
+        prep = prepare(pid, dest, buffer_mib << 20)
+        import trio  # while the pages file's memory is faulted in
+
+        result = trio.run(run_checkpoint, prep, leave_running, progress, checksum)
+    except BaseException as exc:
+        if prep is not None:
+            prep.abandon()
+        if not isinstance(exc, Exception):
+            raise
+        return _failed(pid, exc)
     if not quiet:
         what = "left running" if leave_running else "killed"
         print(
@@ -341,4 +419,38 @@ def main(
             f"process {what}",
             file=sys.stderr,
         )
+    if timings:
+        last = _started_at()
+        for what, when in result.marks:
+            print(f"  {(when - last) * 1e3:8.1f} ms  {what}", file=sys.stderr)
+            last = when
     return 0
+
+
+def _started_at() -> float:
+    """When this process started, on the monotonic clock (to the kernel's
+    clock tick): so ``--timings`` shows the interpreter's start-up too."""
+    with open("/proc/self/stat") as f:
+        ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    since_boot = ticks / os.sysconf("SC_CLK_TCK")
+    return since_boot - (time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic())
+
+
+def _failed(pid: int, exc: Exception) -> int:
+    """One line on stderr for a failed checkpoint; exit status 1."""
+    if isinstance(exc, CheckpointError):
+        print(f"sigfs: checkpoint: {exc}", file=sys.stderr)
+    elif isinstance(exc, ProcessLookupError):
+        print(
+            f"sigfs: checkpoint: process {pid} does not exist or exited during the "
+            "checkpoint; no image written",
+            file=sys.stderr,
+        )
+    elif isinstance(exc, OSError):
+        if exc.errno == errno.EPERM:
+            print(f"sigfs: checkpoint: not permitted to trace {pid}", file=sys.stderr)
+        else:
+            print(f"sigfs: checkpoint: {exc.strerror or exc}; no image written", file=sys.stderr)
+    else:
+        raise exc
+    return 1

@@ -71,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
         help="memory to copy pages into while frozen (written out after the thaw); "
         "past it pages go straight to the file (default 1024)",
     )
+    c.add_argument(
+        "--checksum",
+        choices=("xxh3-128", "sha256"),
+        default="xxh3-128",
+        help="MANIFEST's checksum: xxh3-128 (fast; catches corruption) or sha256 "
+        "(also catches tampering; about 15x slower) (default xxh3-128)",
+    )
+    c.add_argument(
+        "--timings", action="store_true", help="print how long each phase took, on stderr"
+    )
 
     s = sub.add_parser("show", help="print a process's signal state for people")
     s.add_argument("pid", type=int)
@@ -106,7 +116,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.buffer_mib < 0:
             print("sigfs: checkpoint: --buffer-mib must be 0 or more", file=sys.stderr)
             return 2
-        return checkpoint_main(args.pid, args.dir, args.leave_running, args.quiet, args.buffer_mib)
+        return checkpoint_main(
+            args.pid,
+            args.dir,
+            args.leave_running,
+            args.quiet,
+            args.buffer_mib,
+            args.checksum,
+            args.timings,
+        )
     if args.command == "show":
         from sigfs.show import run_show
 

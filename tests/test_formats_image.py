@@ -1449,55 +1449,150 @@ def test_is_zero_page(size: int) -> None:
 # manifest
 
 
-def _manifest(**changes: Any) -> Manifest:
+def _xxh(data: bytes) -> str:
+    """xxh3-128 straight from the library, to check sigfs's own hashing against."""
+    import xxhash
+
+    return xxhash.xxh3_128(data).hexdigest()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+_HASH_OF: dict[str, Callable[[bytes], str]] = {"xxh3-128": _xxh, "sha256": _sha}
+
+
+def _manifest(checksum: str = "xxh3-128", **changes: Any) -> Manifest:
     base: dict[str, Any] = {
-        "format_version": 1, "sigfs_version": "0.1.0", "kernel": "6.8.0-45-generic",
-        "machine": "x86_64", "xfeatures": 0xE7, "xsave_size": 2432, "pid": 4242,
-        "created": "2024-05-01T12:00:00Z",
+        "format_version": 2, "checksum": checksum, "sigfs_version": "0.1.0",
+        "kernel": "6.8.0-45-generic", "machine": "x86_64", "xfeatures": 0xE7,
+        "xsave_size": 2432, "pid": 4242, "created": "2024-05-01T12:00:00Z",
         "files": (
-            manifest.entry("fds", b"abcd"),
-            manifest.entry("task/4242/regs", b""),
-            manifest.entry("with space ", b"x"),
+            ("fds", 4, _HASH_OF[checksum](b"abcd")),
+            ("task/4242/regs", 0, _HASH_OF[checksum](b"")),
+            ("with space ", 1, _HASH_OF[checksum](b"x")),
         ),
     }  # fmt: skip
     base.update(changes)
     return Manifest(**base)
 
 
-MANIFEST_TEXT = f"""\
-format_version 1
-sigfs_version 0.1.0
-kernel 6.8.0-45-generic
-machine x86_64
-xfeatures 0x00000000000000e7
-xsave_size 2432
-pid 4242
-created 2024-05-01T12:00:00Z
-file {hashlib.sha256(b"abcd").hexdigest()} 4 fds
-file {hashlib.sha256(b"").hexdigest()} 0 task/4242/regs
-file {hashlib.sha256(b"x").hexdigest()} 1 with space\\x20
-"""
+def _manifest_text(checksum: str | None) -> str:
+    """Canonical text: format 2 with ``checksum``, or format 1 (sha256) for ``None``."""
+    head = "format_version 1\n" if checksum is None else f"format_version 2\nchecksum {checksum}\n"
+    h = _HASH_OF[checksum or "sha256"]
+    return head + (
+        "sigfs_version 0.1.0\n"
+        "kernel 6.8.0-45-generic\n"
+        "machine x86_64\n"
+        "xfeatures 0x00000000000000e7\n"
+        "xsave_size 2432\n"
+        "pid 4242\n"
+        "created 2024-05-01T12:00:00Z\n"
+        f"file {h(b'abcd')} 4 fds\n"
+        f"file {h(b'')} 0 task/4242/regs\n"
+        f"file {h(b'x')} 1 with space\\x20\n"
+    )
 
 
-def test_manifest_canonical_text() -> None:
-    assert manifest.render(_manifest()) == MANIFEST_TEXT
-    assert manifest.parse(MANIFEST_TEXT) == _manifest()
-    assert _manifest().file("fds") == (4, hashlib.sha256(b"abcd").hexdigest())
-    assert _manifest().file("nope") is None
+MANIFEST_TEXT = _manifest_text("xxh3-128")
+MANIFEST_SHA256_TEXT = _manifest_text("sha256")
+MANIFEST_V1_TEXT = _manifest_text(None)
+SHA_EMPTY = _sha(b"")
+XXH_EMPTY = _xxh(b"")
+
+
+def test_manifest_constants() -> None:
+    assert manifest.FORMAT_VERSION == 2
+    assert manifest.SUPPORTED_VERSIONS == (1, 2)
+    assert manifest.CHECKSUMS == ("xxh3-128", "sha256")
+    assert manifest.DEFAULT_CHECKSUM == "xxh3-128"
+    assert manifest.KEYS[:2] == ("format_version", "checksum")
+
+
+@pytest.mark.parametrize("checksum", ["xxh3-128", "sha256"])
+def test_manifest_canonical_text(checksum: str) -> None:
+    text = _manifest_text(checksum)
+    assert text.splitlines()[:2] == ["format_version 2", f"checksum {checksum}"]
+    model = _manifest(checksum)
+    assert manifest.render(model) == text
+    assert manifest.parse(text) == model
+    assert model.file("fds") == (4, _HASH_OF[checksum](b"abcd"))
+    assert model.file("nope") is None
+
+
+def test_manifest_version_1_still_read() -> None:
+    assert "checksum" not in MANIFEST_V1_TEXT
+    model = manifest.parse(MANIFEST_V1_TEXT)
+    assert model.format_version == 1
+    assert model.checksum == "sha256"
+    assert model == _manifest("sha256", format_version=1)
+    assert model.file("fds") == (4, _sha(b"abcd"))
+    assert manifest.render(model) == MANIFEST_V1_TEXT
+
+
+def test_manifest_keys_in_any_order() -> None:
+    # The digests are checked once the checksum line is known, wherever it is.
+    lines = MANIFEST_TEXT.splitlines()
+    moved = "\n".join([lines[0], *lines[2:], lines[1]]) + "\n"
+    assert manifest.parse(moved) == _manifest()
+    bad = "\n".join([lines[0], *lines[2:9], f"file {SHA_EMPTY} 0 a", *lines[9:], lines[1]])
+    expect_error(manifest.parse, bad + "\n", 9, "expected 32 lowercase hex digits of xxh3-128")
+
+
+def test_manifest_digest_known_answers() -> None:
+    import xxhash
+
+    assert manifest.digest("xxh3-128", b"abc") == xxhash.xxh3_128(b"abc").hexdigest()
+    assert manifest.digest("xxh3-128", b"abc") == "06b05ab6733a618578af5f94892f3950"
+    assert manifest.digest("sha256", b"") == (
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
+    assert manifest.digest("sha256", bytearray(b"abc")) == _sha(b"abc")
+    assert manifest.digest("xxh3-128", memoryview(b"abc")) == _xxh(b"abc")
+    assert manifest.entry("a", b"abc") == ("a", 3, _xxh(b"abc"))
+    assert manifest.entry("a", b"abc", "sha256") == ("a", 3, _sha(b"abc"))
+
+
+@pytest.mark.parametrize("checksum", ["xxh3-128", "sha256"])
+def test_manifest_hasher_streams(checksum: str) -> None:
+    data = bytes(range(256)) * 1000
+    first, second = manifest.hasher(checksum), manifest.hasher(checksum)
+    for start in range(0, len(data), 4096):
+        first.update(memoryview(data)[start : start + 4096])
+    assert first.hexdigest() == _HASH_OF[checksum](data)
+    assert second.hexdigest() == _HASH_OF[checksum](b"")  # each hasher starts fresh
+
+
+def test_manifest_unknown_checksum() -> None:
+    for call in (
+        lambda: manifest.hasher("md5"),
+        lambda: manifest.digest("SHA256", b""),
+        lambda: manifest.entry("a", b"", "xxh128"),
+    ):
+        with pytest.raises(
+            FormatError, match=r"unknown algorithm '\w+' \(known: xxh3-128, sha256\)"
+        ):
+            call()
 
 
 @st.composite
 def manifest_models(draw: st.DrawFn) -> Manifest:
+    version, checksum = draw(st.sampled_from([(2, "xxh3-128"), (2, "sha256"), (1, "sha256")]))
+    hexdigits = 32 if checksum == "xxh3-128" else 64
     segment = st.one_of(fs_bytes, any_text).filter(
         lambda s: s not in ("", ".", "..") and "/" not in s and "\0" not in s
     )
     paths = draw(st.lists(st.lists(segment, min_size=1, max_size=3).map("/".join), max_size=8))
     files = tuple(
-        sorted((p, draw(u64s), draw(st.from_regex(r"[0-9a-f]{64}", fullmatch=True)))
+        sorted((p, draw(u64s), draw(st.from_regex(f"[0-9a-f]{{{hexdigits}}}", fullmatch=True)))
                for p in set(paths))
     )  # fmt: skip
     created = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=draw(st.integers(0, 10**9)))
     return _manifest(
+        checksum,
+        format_version=version,
         sigfs_version=draw(st.from_regex(r"[A-Za-z0-9._+~:-]{1,20}", fullmatch=True)),
         kernel=draw(st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1,
                             max_size=40)),
@@ -1512,6 +1607,7 @@ def manifest_models(draw: st.DrawFn) -> Manifest:
 @given(manifest_models())
 def test_manifest_round_trip(model: Manifest) -> None:
     text = manifest.render(model)
+    assert ("\nchecksum " in text) == (model.format_version == 2)
     assert manifest.parse(text) == model
     assert manifest.render(manifest.parse(text)) == text
 
@@ -1524,7 +1620,8 @@ def test_format_created() -> None:
     assert _manifest(created="2024-05-01T12:00:00.5+00:00").created.endswith("+00:00")
 
 
-def test_manifest_verify() -> None:
+@pytest.mark.parametrize(("version", "checksum"), [(2, "xxh3-128"), (2, "sha256"), (1, "sha256")])
+def test_manifest_verify(version: int, checksum: str) -> None:
     files = {"fds": b"abcd", "task/4242/regs": b"", "with space ": b"x"}
 
     def reader(contents: dict[str, bytes]) -> Callable[[str], bytes]:
@@ -1535,13 +1632,19 @@ def test_manifest_verify() -> None:
 
         return read
 
-    model = _manifest()
+    model = _manifest(checksum, format_version=version)
     assert manifest.verify(model, reader(files)) == []
     assert manifest.verify(model, reader(files), present=[*files, "MANIFEST"]) == []
+    # One byte changed, same size: only the checksum can tell.
+    changed = {**files, "fds": b"abce"}
+    assert manifest.verify(model, reader(changed)) == [
+        f"fds: {checksum} is {_HASH_OF[checksum](b'abce')}, "
+        f"the manifest says {_HASH_OF[checksum](b'abcd')}"
+    ]
     broken = {"fds": b"abce", "with space ": b"xx"}
     problems = manifest.verify(model, reader(broken), present=[*broken, "extra"])
     assert len(problems) == 4
-    assert problems[0].startswith("fds: sha256 is ")
+    assert problems[0].startswith(f"fds: {checksum} is ")
     assert problems[1] == "task/4242/regs: missing (No such file or directory)"
     assert problems[2] == "with space : size is 2, the manifest says 1"
     assert problems[3] == "extra: not listed in the manifest"
@@ -1552,56 +1655,92 @@ def test_manifest_verify() -> None:
     assert all("missing (Permission denied)" in p for p in manifest.verify(model, failing))
 
 
-def _manifest_edit(old: str, new: str | None) -> str:
-    return _replace_line(MANIFEST_TEXT, old, new)
-
-
-SHA_EMPTY = hashlib.sha256(b"").hexdigest()
+def _manifest_edit(old: str, new: str | None, text: str = MANIFEST_TEXT) -> str:
+    return _replace_line(text, old, new)
 
 
 @pytest.mark.parametrize(
     ("text", "line", "needle"),
     [
-        (_manifest_edit("format_version", "format_version 2"), 1, "format_version 2 is not"),
-        (_manifest_edit("format_version", None), 10, "missing format_version"),
-        ("", 1, "missing format_version"),
-        (MANIFEST_TEXT + "pid 1\n", 12, "pid given twice"),
-        (MANIFEST_TEXT + "owner me\n", 12, "unknown key 'owner'"),
-        (_manifest_edit("pid", "pid 0"), 7, "out of range"),
-        (_manifest_edit("machine", "machine x86 64"), 4, "expected one word"),
-        (_manifest_edit("kernel", "kernel"), 3, "kernel: expected 1..256"),
-        (_manifest_edit("created", "created yesterday"), 8, "ISO-8601"),
-        (_manifest_edit("created", "created 2024-13-01T12:00:00Z"), 8, "not a valid date"),
-        (_manifest_edit("created", "created 2024-05-01T12:00:00+02:00"), 8, "ISO-8601"),
-        (_manifest_edit("xfeatures", "xfeatures 0x1ffffffffffffffff"), 5, "out of range"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY} 0 a\n", 12, "out of order"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY} 0 with space\\x20\n", 12, "given twice"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY} 0 zz/../x\n", 12, "not a clean relative path"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY} 0 /zz\n", 12, "not a clean relative path"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY} 0 zz//x\n", 12, "not a clean relative path"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY} 0 \n", 12, "not a clean relative path"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY.upper()} 0 zz\n", 12, "sha256"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY[:-1]} 0 zz\n", 12, "sha256"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY} -1 zz\n", 12, "out of range"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY} 0\n", 12, "expected 'file SHA256 SIZE PATH'"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY}  0 zz\n", 12, "single spaces"),
-        (MANIFEST_TEXT + f"file {SHA_EMPTY} 0 z\\z\n", 12, "bad escape"),
+        (_manifest_edit("format_version", "format_version 3"), 1, "format_version 3 is not"),
+        (_manifest_edit("format_version", "format_version 0"), 1, "reads 1, 2"),
+        (_manifest_edit("format_version", "format_version x"), 1, "format_version"),
+        (_manifest_edit("format_version", None), 11, "missing format_version"),
+        ("", 1, "missing format_version checksum sigfs_version"),
+        (MANIFEST_TEXT + "pid 1\n", 13, "pid given twice"),
+        (MANIFEST_TEXT + "owner me\n", 13, "unknown key 'owner'"),
+        (_manifest_edit("pid", "pid 0"), 8, "out of range"),
+        (_manifest_edit("machine", "machine x86 64"), 5, "expected one word"),
+        (_manifest_edit("kernel", "kernel"), 4, "kernel: expected 1..256"),
+        (_manifest_edit("created", "created yesterday"), 9, "ISO-8601"),
+        (_manifest_edit("created", "created 2024-13-01T12:00:00Z"), 9, "not a valid date"),
+        (_manifest_edit("created", "created 2024-05-01T12:00:00+02:00"), 9, "ISO-8601"),
+        (_manifest_edit("xfeatures", "xfeatures 0x1ffffffffffffffff"), 6, "out of range"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY} 0 a\n", 13, "out of order"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY} 0 with space\\x20\n", 13, "given twice"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY} 0 zz/../x\n", 13, "not a clean relative path"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY} 0 /zz\n", 13, "not a clean relative path"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY} 0 zz//x\n", 13, "not a clean relative path"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY} 0 \n", 13, "not a clean relative path"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY.upper()} 0 zz\n", 13, "digits of xxh3-128"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY[:-1]} 0 zz\n", 13, "digits of xxh3-128"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY} -1 zz\n", 13, "out of range"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY} 0\n", 13, "expected 'file DIGEST SIZE PATH'"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY}  0 zz\n", 13, "single spaces"),
+        (MANIFEST_TEXT + f"file {XXH_EMPTY} 0 z\\z\n", 13, "bad escape"),
+        # checksum
+        (_manifest_edit("checksum", None), 11, "end of input: missing checksum"),
+        (_manifest_edit("checksum", "checksum md5"), 2, "unknown algorithm 'md5'"),
+        (_manifest_edit("checksum", "checksum SHA256"), 2, "(known: xxh3-128, sha256)"),
+        (_manifest_edit("checksum", "checksum sha256 "), 2, "unknown algorithm 'sha256 '"),
+        (_manifest_edit("checksum", "checksum"), 2, "unknown algorithm ''"),
+        (MANIFEST_TEXT + "checksum xxh3-128\n", 13, "checksum given twice (also on line 2)"),
+        (MANIFEST_SHA256_TEXT + f"file {XXH_EMPTY} 0 zz\n", 13, "digits of sha256"),
+        (MANIFEST_SHA256_TEXT + f"file {SHA_EMPTY.upper()} 0 zz\n", 13, "digits of sha256"),
+        # format 1: no checksum line, sha256 only
+        (MANIFEST_V1_TEXT.replace("\n", "\nchecksum sha256\n", 1), 2, "format_version 1 has no"),
+        (MANIFEST_V1_TEXT.replace("\n", "\nchecksum xxh3-128\n", 1), 2, "no checksum line"),
+        (MANIFEST_V1_TEXT + f"file {XXH_EMPTY} 0 zz\n", 12, "64 lowercase hex digits of sha256"),
+        (_manifest_edit("pid", None, MANIFEST_V1_TEXT), 10, "end of input: missing pid"),
     ],
 )
 def test_manifest_parse_rejects(text: str, line: int, needle: str) -> None:
     expect_error(manifest.parse, text, line, needle)
 
 
+def test_manifest_digest_length_must_match_checksum() -> None:
+    with pytest.raises(
+        FormatError, match=r"expected 32 lowercase hex digits of xxh3-128, got 'e3b0"
+    ):
+        manifest.parse(MANIFEST_TEXT + f"file {SHA_EMPTY} 0 zz\n")
+    with pytest.raises(FormatError, match=r"expected 64 lowercase hex digits of sha256, got '99aa"):
+        manifest.parse(MANIFEST_SHA256_TEXT + f"file {XXH_EMPTY} 0 zz\n")
+    with pytest.raises(FormatError, match=r"'zz': expected 32 lowercase hex digits of xxh3-128"):
+        _manifest(files=(("zz", 0, SHA_EMPTY),))
+    with pytest.raises(FormatError, match=r"'zz': expected 64 lowercase hex digits of sha256"):
+        _manifest("sha256", files=(("zz", 0, XXH_EMPTY),))
+
+
 def test_manifest_model_rejects() -> None:
-    sha = SHA_EMPTY
+    sha, xxh = SHA_EMPTY, XXH_EMPTY
     for changes in (
-        {"format_version": 2}, {"machine": "x 86"}, {"sigfs_version": ""}, {"kernel": "a\nb"},
-        {"pid": 0}, {"xfeatures": -1}, {"created": "now"},
-        {"files": (("b", 0, sha), ("a", 0, sha))}, {"files": (("a", 0, sha), ("a", 0, sha))},
-        {"files": (("../a", 0, sha),)}, {"files": (("a", -1, sha),)}, {"files": (("a", 0, "x"),)},
+        {"format_version": 3}, {"format_version": 0}, {"machine": "x 86"}, {"sigfs_version": ""},
+        {"kernel": "a\nb"}, {"pid": 0}, {"xfeatures": -1}, {"created": "now"},
+        {"files": (("b", 0, xxh), ("a", 0, xxh))}, {"files": (("a", 0, xxh), ("a", 0, xxh))},
+        {"files": (("../a", 0, xxh),)}, {"files": (("a", -1, xxh),)}, {"files": (("a", 0, "x"),)},
+        {"files": (("a", 0, sha),)},
     ):  # fmt: skip
         with pytest.raises(FormatError):
             _manifest(**changes)
+    with pytest.raises(FormatError, match=r"unknown algorithm 'md5' \(known: xxh3-128, sha256\)"):
+        replace(_manifest(), checksum="md5")
+    with pytest.raises(FormatError, match="format_version 1 is always sha256, not 'xxh3-128'"):
+        _manifest(format_version=1)
+    with pytest.raises(FormatError, match="expected 64 lowercase hex digits of sha256"):
+        replace(_manifest(), checksum="sha256")
+    fields = {k: v for k, v in vars(_manifest()).items() if k != "checksum"}
+    with pytest.raises(TypeError, match="checksum"):  # no default: callers must choose
+        Manifest(**fields)
 
 
 # =======================================================================================

@@ -325,6 +325,53 @@ def test_checkpoint_image_is_the_mounted_tree(mnt, spawn, tmp_path) -> None:  # 
     assert "rc=1" in t.readline()
 
 
+def _manifest_problems(img: str) -> tuple[str, list[str]]:
+    from sigfs.formats import manifest as manifest_fmt
+
+    with open(os.path.join(img, "MANIFEST")) as f:
+        man = manifest_fmt.parse(f.read())
+
+    def reader(rel: str) -> bytes:
+        with open(os.path.join(img, rel), "rb") as fh:
+            return fh.read()
+
+    return man.checksum, manifest_fmt.verify(man, reader, tree_digest(img))
+
+
+@pytest.mark.parametrize(
+    ("extra", "algo"),
+    [
+        ((), "xxh3-128"),
+        (("--checksum", "sha256"), "sha256"),
+        # 16 MiB of pages through a 1 MiB buffer: most of the file is written
+        # past the mapping, so its checksum joins mapped and file bytes.
+        (("--buffer-mib", "1"), "xxh3-128"),
+    ],
+)
+def test_checkpoint_checksums(spawn, tmp_path, extra, algo) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("mem", "16")
+    img = str(tmp_path / "img")
+    res = checkpoint(t.pid, img, "--leave-running", *extra)
+    assert res.returncode == 0, res.stderr
+    assert os.path.getsize(os.path.join(img, "pages")) > 16 << 20
+    assert _manifest_problems(img) == (algo, [])
+    # A checksum that cannot fail proves nothing: one byte changed is caught.
+    with open(os.path.join(img, "pages"), "r+b") as f:
+        f.seek(12 << 20)
+        byte = f.read(1)
+        f.seek(12 << 20)
+        f.write(bytes([byte[0] ^ 1]))
+    algo_seen, problems = _manifest_problems(img)
+    assert len(problems) == 1 and problems[0].startswith(f"pages: {algo} is "), problems
+
+
+def test_checkpoint_rejects_an_unknown_checksum(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("counter")
+    res = checkpoint(t.pid, str(tmp_path / "img"), "--checksum", "md5")
+    assert res.returncode == 2 and "invalid choice" in res.stderr
+    assert not (tmp_path / "img").exists() and not (tmp_path / "img.partial").exists()
+
+
 def stop_on_one_cpu(t) -> None:  # type: ignore[no-untyped-def]
     """Pin every thread to CPU 0 and group-stop the process (SIGSTOP): it
     then cannot change between two looks (see the test below for why both)."""
