@@ -8,7 +8,10 @@ __ptrace_may_access() for PTRACE_MODE_ATTACH_REALCREDS (kernel/ptrace.c):
 * the caller's real uid must equal the target's real, effective and saved
   uids, and likewise for gids, and
 * the target must be dumpable (the kernel shows a non-dumpable process's
-  ``/proc/PID`` as owned by root, which is how we see it), and
+  ``/proc/PID`` as owned by root, which is how we see it).  For a target
+  whose euid is root that tells nothing, so a root caller needs
+  CAP_SYS_PTRACE for root's processes: stricter than the kernel for a
+  dumpable one, never looser for a non-dumpable one; and
 * Yama's ptrace_scope, when present, is honoured (1: descendants only,
   2: CAP_SYS_PTRACE only, 3: nobody).
 
@@ -18,6 +21,7 @@ is safe.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -27,6 +31,31 @@ import time
 from sigfs import procfs
 
 CAP_SYS_PTRACE = 19
+SYS_CAPGET = 125  # x86-64
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def effective_caps(tid: int) -> int | None:
+    """A thread's effective capability set, by capget(2) (one syscall, no
+    /proc text to make and parse), or None if it cannot be asked."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, tid)
+    data = (_CapData * 2)()
+    if _libc.syscall(SYS_CAPGET, ctypes.byref(header), data) != 0:
+        return None
+    return int(data[0].effective) | int(data[1].effective) << 32
 
 
 class Caller:
@@ -47,11 +76,13 @@ class Caller:
     @property
     def privileged(self) -> bool:
         if self._privileged is None:
-            try:
-                caps = int(procfs.read_status(self.pid).get("CapEff") or "0", 16)
-                self._privileged = bool(caps >> CAP_SYS_PTRACE & 1)
-            except (ProcessLookupError, ValueError):
-                self._privileged = False
+            caps = effective_caps(self.pid) if self.pid > 0 else None
+            if caps is None:
+                try:
+                    caps = int(procfs.read_status(self.pid).get("CapEff") or "0", 16)
+                except (ProcessLookupError, ValueError):
+                    caps = 0
+            self._privileged = bool(caps >> CAP_SYS_PTRACE & 1)
         return self._privileged
 
 
@@ -197,8 +228,9 @@ def traceable(caller: Caller, target: int, status: procfs.Status | None = None) 
             owner_uid, _ = procfs.owner_of(target)
         except ProcessLookupError:
             return False
-        # Not dumpable: /proc/PID is shown as root's.
-        if owner_uid == uids[1] and (
+        # Not dumpable: /proc/PID is shown as root's -- which a root-owned
+        # target's is anyway, so for those only CAP_SYS_PTRACE decides.
+        if owner_uid == uids[1] and owner_uid != 0 and (
             scope == 0 or caller.tgid <= 0 or _is_descendant(target, caller.tgid)
         ):
             return True

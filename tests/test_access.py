@@ -4,6 +4,7 @@ never answer for a process that is not the caller any more)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -80,3 +81,36 @@ def test_pidfd_cache_is_bounded() -> None:
     finally:
         for p in procs:
             _stop(p)
+
+
+def test_effective_caps_agree_with_proc() -> None:
+    """capget(2) against the kernel's own text, for us and for a process
+    started without CAP_SYS_PTRACE."""
+
+    def capeff(pid: int) -> int:
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(x for x in f if x.startswith("CapEff:")).split()[1], 16)
+
+    assert access.effective_caps(os.getpid()) == capeff(os.getpid())
+    proc = subprocess.Popen(
+        [
+            "setpriv",
+            "--inh-caps=-sys_ptrace",
+            "--bounding-set=-sys_ptrace",
+            sys.executable,
+            "-c",
+            'import sys; print("ready", flush=True); sys.stdin.readline()',
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        caps = access.effective_caps(proc.pid)
+        assert caps == capeff(proc.pid) and caps is not None
+        assert not caps >> access.CAP_SYS_PTRACE & 1
+        assert not access.Caller(proc.pid, 0, 0).privileged
+        assert access.Caller(os.getpid(), 0, 0).privileged
+    finally:
+        _stop(proc)

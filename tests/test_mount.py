@@ -375,6 +375,54 @@ def test_unprivileged_user_sees_only_own_processes(spawn, unpriv_user) -> None: 
     assert "Traceback" not in m.log()
 
 
+NONDUMPABLE = """
+import ctypes, sys
+assert ctypes.CDLL(None).prctl(4, 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE 0
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_root_without_cap_sys_ptrace_cannot_read_a_nondumpable_root_process(mnt) -> None:  # type: ignore[no-untyped-def]
+    """uid 0 alone is not enough: the kernel refuses a caller without
+    CAP_SYS_PTRACE a non-dumpable process, and root's /proc/PID looks the
+    same dumpable or not, so sigfs asks for the capability there."""
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", NONDUMPABLE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        capless = ["setpriv", "--inh-caps=-sys_ptrace", "--bounding-set=-sys_ptrace"]
+
+        def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+
+        # The kernel's own answer for such a caller: PTRACE_SEIZE is refused.
+        seize = (
+            "import ctypes, sys; libc = ctypes.CDLL(None, use_errno=True); "
+            "r = libc.ptrace(0x4206, int(sys.argv[1]), 0, 0); print(r, ctypes.get_errno())"
+        )
+        kernel = run(*capless, sys.executable, "-c", seize, str(proc.pid))
+        assert kernel.stdout.split() == ["-1", "1"], kernel  # EPERM
+        path = f"{mnt.path}/{proc.pid}/sig/blocked"
+        refused = run(*capless, "cat", path)
+        assert refused.returncode != 0 and "No such file" in refused.stderr, refused
+        assert str(proc.pid) not in run(*capless, "ls", mnt.path).stdout.split()
+        # Root with the capability reads it.
+        assert run("cat", path).returncode == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
 def test_open_for_write_refused_on_read_only_files(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("counter")
     with pytest.raises(PermissionError):
