@@ -230,8 +230,10 @@ def traceable(caller: Caller, target: int, status: procfs.Status | None = None) 
             return False
         # Not dumpable: /proc/PID is shown as root's -- which a root-owned
         # target's is anyway, so for those only CAP_SYS_PTRACE decides.
-        if owner_uid == uids[1] and owner_uid != 0 and (
-            scope == 0 or caller.tgid <= 0 or _is_descendant(target, caller.tgid)
+        if (
+            owner_uid == uids[1]
+            and owner_uid != 0
+            and (scope == 0 or caller.tgid <= 0 or _is_descendant(target, caller.tgid))
         ):
             return True
     return caller.privileged
