@@ -316,11 +316,11 @@ async def run_checkpoint(
     import trio
 
     # Everything the frozen part needs is imported before the freeze.
-    import sigfs.files
+    import sigfs.files  # noqa: F401
     import sigfs.image  # noqa: F401
+    import sigfs.tree  # noqa: F401
     from sigfs.tracer import Tracer
 
-    _image_files([])
     prep.mark("imported the tracer and the loaders")
     pid, tmp, sink = prep.pid, prep.tmp, prep.sink
     tracer = Tracer()
