@@ -304,6 +304,17 @@ def prepare(pid: int, dest: str, buffer_budget: int = DEFAULT_BUFFER) -> Prepare
     return prep
 
 
+def _complete(prep: Prepared, dump: _Dump, progress: Progress, checksum: str) -> int:
+    """Checksum, write MANIFEST, cut ``pages`` to length and rename
+    ``DIR.partial`` to ``DIR``: the image is whole.  Returns its bytes."""
+    nbytes = _write_manifest(prep.pid, prep.tmp, dump, progress, prep.sink, checksum)
+    prep.mark("checksummed, wrote MANIFEST")
+    prep.sink.finish()
+    _publish(prep.tmp, prep.dest)
+    prep.mark("published the image")
+    return nbytes
+
+
 async def run_checkpoint(
     prep: Prepared,
     leave_running: bool,
@@ -336,11 +347,7 @@ async def run_checkpoint(
         dump = await _dump(tracer, pid, tmp, progress, sink)
         prep.mark("copied the state and the pages")
         if not leave_running:
-            nbytes = _write_manifest(pid, tmp, dump, progress, sink, checksum)
-            prep.mark("checksummed, wrote MANIFEST")
-            sink.finish()
-            _publish(tmp, prep.dest)
-            prep.mark("published the image")
+            nbytes = _complete(prep, dump, progress, checksum)
     except BaseException:
         # Every step here must happen whatever the others do: the process
         # runs on, and no DIR.partial is left to block the next checkpoint.
@@ -362,11 +369,7 @@ async def run_checkpoint(
         thawed_at = time.monotonic()
     if leave_running:
         try:
-            nbytes = _write_manifest(pid, tmp, dump, progress, sink, checksum)
-            prep.mark("checksummed, wrote MANIFEST")
-            sink.finish()
-            _publish(tmp, prep.dest)
-            prep.mark("published the image")
+            nbytes = _complete(prep, dump, progress, checksum)
         except BaseException:
             prep.abandon()
             raise
