@@ -19,6 +19,7 @@ Fixtures
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -385,8 +386,10 @@ def spawn(target_bin: Callable[[str], str]) -> Iterator[Callable[..., Target]]:
     """``spawn(name, *args, user=None, ready_timeout=10.0) -> Target``.
 
     *user* (a user name or uid) runs the target as that user (and its primary
-    group, no supplementary groups).  The target runs in a new session, with
-    stderr captured to a temporary file (``Target.stderr_text()``)."""
+    group, no supplementary groups), from a copy of the binary any user can
+    reach (the checkout may sit in a directory only root can enter).  The
+    target runs in a new session, with stderr captured to a temporary file
+    (``Target.stderr_text()``)."""
     started: list[Target] = []
 
     def _spawn(
@@ -397,6 +400,7 @@ def spawn(target_bin: Callable[[str], str]) -> Iterator[Callable[..., Target]]:
         if user is not None:
             uid, gid = _resolve_user(user)
             extra = {"user": uid, "group": gid, "extra_groups": []}
+            argv[0] = _runnable_by_anyone(argv[0])
         stderr = tempfile.TemporaryFile(prefix=f"sigfs-target-{name}-")
         try:
             proc = subprocess.Popen(
@@ -427,6 +431,32 @@ def spawn(target_bin: Callable[[str], str]) -> Iterator[Callable[..., Target]]:
             first_error = first_error or e
     if first_error is not None:
         raise first_error
+
+
+_SHARED_BIN: list[str] = []
+
+
+def _runnable_by_anyone(path: str) -> str:
+    """A copy of the binary *path* in a mode-0755 directory under /tmp, made once
+    per session and per binary, so that a target run as another user can be
+    executed whatever the modes of the directories above the checkout."""
+    if not _SHARED_BIN:
+        shared = tempfile.mkdtemp(prefix="sigfs-targets-")
+        os.chmod(shared, 0o755)
+        _SHARED_BIN.append(shared)
+        atexit.register(shutil.rmtree, shared, True)
+    dest = os.path.join(_SHARED_BIN[0], os.path.basename(path))
+    src = os.stat(path)
+    try:
+        fresh = os.stat(dest).st_mtime_ns == src.st_mtime_ns
+    except FileNotFoundError:
+        fresh = False
+    if not fresh:
+        tmp = dest + ".tmp"
+        shutil.copy2(path, tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, dest)
+    return dest
 
 
 class UnprivUser(NamedTuple):
