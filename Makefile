@@ -24,7 +24,11 @@ $(STAMP): pyproject.toml | deps
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# Bytecode ahead of time: a checkpoint's start-up should not pay for compiling
+# sigfs (an editable install writes none, and PYTHONDONTWRITEBYTECODE stops
+# Python writing it later). Only stale files are recompiled.
 venv: deps $(STAMP)
+	@$(BIN)/python -m compileall -q sigfs
 
 test: venv
 	$(BIN)/python -m pytest -q tests
