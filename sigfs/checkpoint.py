@@ -32,10 +32,10 @@ if TYPE_CHECKING:
     from sigfs.tree import Node
 
 # The heavy modules (trio, the loaders, the formats) are imported only once
-# the pages file's memory is being faulted in by a thread, so that the two
-# overlap: both cost a few hundred milliseconds on a cold start.
+# the pages file is being prepared by a thread, so that the two overlap: both
+# cost a hundred milliseconds or more on a cold start.
 
-# Memory faulted in before a freeze to copy pages into (--buffer-mib).
+# How much of the pages file is allocated before a freeze (--buffer-mib).
 DEFAULT_BUFFER = 1 << 30
 
 # Files that describe the mount, not the process: not part of an image.
@@ -135,7 +135,7 @@ def _pages_progress(progress: Progress, stream: PagesStream) -> None:
 
 
 def buffer_capacity(pid: int, budget: int) -> int:
-    """How much of the pages file to fault in before the freeze: the
+    """How much of the pages file to allocate before the freeze: the
     process's resident anonymous, shared and swapped memory with a little
     slack, at most ``budget`` bytes (beyond it the copy goes on with pwrite
     while frozen)."""
@@ -152,8 +152,8 @@ def buffer_capacity(pid: int, budget: int) -> int:
 
 async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: BufferSink) -> _Dump:
     """Everything that needs the process frozen, and nothing else: the pages
-    go into memory faulted in beforehand (``sink``), the file writing and the
-    checksums happen after it is let go."""
+    go into the prepared pages file (``sink``), written and hashed by its
+    writer thread as they are copied."""
     from sigfs.files import ErrorLog, FileContext
     from sigfs.image import read_fpu
 
@@ -252,8 +252,8 @@ def _publish(tmp: str, dest: str) -> None:
 @dataclass
 class Prepared:
     """What is set up before the freeze: the checked destination, the
-    ``DIR.partial`` being built and the pages file with its memory (faulted
-    in by a thread while the rest starts).  :meth:`abandon` undoes it all."""
+    ``DIR.partial`` being built and the pages file with its memory (allocated
+    by a thread while the rest starts).  :meth:`abandon` undoes it all."""
 
     pid: int
     dest: str
@@ -277,9 +277,14 @@ class Prepared:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def prepare(pid: int, dest: str, buffer_budget: int = DEFAULT_BUFFER) -> Prepared:
-    """Check the arguments and start faulting in the pages file's memory in
-    the background (see :class:`BufferSink`)."""
+def prepare(
+    pid: int,
+    dest: str,
+    buffer_budget: int = DEFAULT_BUFFER,
+    checksum: str = manifest_fmt.DEFAULT_CHECKSUM,
+) -> Prepared:
+    """Check the arguments and start allocating the pages file in the
+    background (see :class:`BufferSink`)."""
     started = time.monotonic()
     if os.path.lexists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise CheckpointError(f"{dest} exists and is not an empty directory")
@@ -293,14 +298,14 @@ def prepare(pid: int, dest: str, buffer_budget: int = DEFAULT_BUFFER) -> Prepare
     pages_fd = -1
     try:
         pages_fd = os.open(os.path.join(tmp, "pages"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        sink = BufferSink(pages_fd, capacity, background=True)
+        sink = BufferSink(pages_fd, capacity, checksum, background=True)
     except BaseException:
         if pages_fd >= 0:
             os.close(pages_fd)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     prep = Prepared(pid, dest, tmp, pages_fd, sink, started)
-    prep.mark("checked arguments, started faulting in the pages file")
+    prep.mark("checked arguments, started preparing the pages file")
     return prep
 
 
@@ -337,10 +342,10 @@ async def run_checkpoint(
     tracer = Tracer()
     frozen_at = thawed_at = time.monotonic()
     try:
-        # The pages file's memory must be in place before the freeze, so the
-        # frozen copy is a memcpy.
+        # The pages file must be allocated before the freeze, so the frozen
+        # copy allocates nothing.
         sink.ready()
-        prep.mark("pages file's memory faulted in")
+        prep.mark("pages file prepared")
         await tracer.freeze(pid)
         frozen_at = time.monotonic()
         prep.mark("froze every thread")
@@ -403,8 +408,8 @@ def main(
     progress = Progress(enabled=not quiet and sys.stderr.isatty())
     prep: Prepared | None = None
     try:
-        prep = prepare(pid, dest, buffer_mib << 20)
-        import trio  # while the pages file's memory is faulted in
+        prep = prepare(pid, dest, buffer_mib << 20, checksum)
+        import trio  # while the pages file is prepared
 
         result = trio.run(run_checkpoint, prep, leave_running, progress, checksum)
     except BaseException as exc:

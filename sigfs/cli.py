@@ -68,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1024,
         metavar="N",
-        help="memory to copy pages into while frozen (written out after the thaw); "
-        "past it pages go straight to the file (default 1024)",
+        help="how much of the pages file to allocate before the freeze, so the "
+        "frozen copy only copies; past it the file grows while frozen (default 1024)",
     )
     c.add_argument(
         "--checksum",

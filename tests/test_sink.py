@@ -1,60 +1,209 @@
-"""The checkpoint's pages buffer (BufferSink), against the kernel's view of
-its memory: faulted in before any copy, in the background, with clean
-errors when the filesystem is full."""
+"""The checkpoint's pages sink (BufferSink), against the kernel's view: the
+file's memory allocated before any copy (tmpfs) or its pages in the page
+cache (a disk filesystem), the stream read from a real process through
+small staging buffers and written by a second thread, the checksum computed
+on the way, and clean errors when the filesystem is full, before the copy
+or in the middle of it."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import hashlib
+import mmap
 import os
-import struct
 import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import xxhash
 
-from sigfs.pages import PAGE, BufferSink
+from sigfs.pages import PAGE, SLOT_SIZE, SLOTS, BufferSink, on_tmpfs
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _present_pages(addr: int, size: int) -> int:
-    with open("/proc/self/pagemap", "rb") as f:
-        f.seek(addr // PAGE * 8)
-        raw = f.read(size // PAGE * 8)
-    return sum(1 for (e,) in struct.iter_unpack("<Q", raw) if e >> 63)
-
-
-@pytest.mark.parametrize("mib", [1, 130])  # one worker; several slices
-def test_buffer_is_faulted_in_before_use(tmp_path, mib) -> None:  # type: ignore[no-untyped-def]
-    size = mib << 20
-    fd = os.open(tmp_path / "pages", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        sink = BufferSink(fd, size, background=True)
-        sink.ready()
-        assert _present_pages(sink._addr, size) == size // PAGE
-        data = os.urandom(3 * PAGE + 5)
-        sink.put(data)
-        sink.put(b"tail")
-        assert sink.digest("xxh3-128") == xxhash.xxh3_128(data + b"tail").hexdigest()
-        sink.finish()
-        assert os.fstat(fd).st_size == len(data) + 4
-        assert os.pread(fd, len(data) + 4, 0) == data + b"tail"
-    finally:
-        os.close(fd)
-
-
-def test_full_filesystem_is_a_clean_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a filesystem that fills up."""
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
     try:
-        fd = os.open(small / "pages", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            sink = BufferSink(fd, 8 << 20, background=True)
-            with pytest.raises(OSError) as info:
-                sink.ready()
-            assert info.value.errno == errno.ENOSPC
-            sink.discard()  # nothing left mapped, nothing raised again
-            sink.ready()
-        finally:
-            os.close(fd)
+        yield small
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def _open(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+
+
+def _resident(fd: int, size: int) -> int:
+    """Pages of the file's first ``size`` bytes in the page cache (mincore)."""
+    m = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+    try:
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+        vec = (ctypes.c_ubyte * (size // PAGE))()
+        assert _libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) == 0
+        return sum(v & 1 for v in vec)
+    finally:
+        m.close()
+
+
+def _writers() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "sigfs-writer")
+
+
+def test_tmpfs_file_memory_is_allocated_before_use(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not on_tmpfs(os.open(shm, os.O_RDONLY | os.O_CLOEXEC)):
+        pytest.skip("no tmpfs at /dev/shm")
+    path = shm / f"sigfs-test-sink-{os.getpid()}"
+    fd = _open(path)
+    try:
+        assert on_tmpfs(fd)
+        size = 8 << 20
+        sink = BufferSink(fd, size, background=True)
+        sink.ready()
+        # tmpfs counts a page's memory in st_blocks once it is allocated.
+        assert os.fstat(fd).st_blocks * 512 >= size
+        sink.put(b"x" * 5)
+        sink.finish()
+        assert os.fstat(fd).st_size == 5
+        assert os.pread(fd, 10, 0) == b"xxxxx"
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+def test_disk_file_is_in_the_page_cache_before_use(tmp_path: Path) -> None:
+    fd = _open(tmp_path / "pages")
+    try:
+        if on_tmpfs(fd):
+            pytest.skip("tmp_path is on tmpfs")
+        size = 8 << 20
+        sink = BufferSink(fd, size, background=True)
+        sink.ready()
+        assert _resident(fd, size) == size // PAGE
+        assert os.fstat(fd).st_blocks * 512 >= size  # reserved on disk
+        sink.finish()
+        assert os.fstat(fd).st_size == 0
+    finally:
+        os.close(fd)
+
+
+def _source(size: int) -> tuple[mmap.mmap, int, bytes]:
+    """``size`` random bytes in an anonymous mapping of this process."""
+    data = os.urandom(size)
+    m = mmap.mmap(-1, size)
+    m[:] = data
+    return m, ctypes.addressof(ctypes.c_char.from_buffer(m)), data
+
+
+@pytest.mark.parametrize("capacity", [0, 1 << 20, 64 << 20])  # none; smaller; larger
+def test_stream_of_headers_and_remote_pages(tmp_path: Path, capacity: int) -> None:
+    """Small unaligned records between page runs, over many more bytes than
+    the staging buffers hold: the file and both checksums (the running one
+    and one read back) agree with the bytes put, in order."""
+    runs = 3 * SLOTS * SLOT_SIZE // PAGE  # pages in all
+    src, addr, data = _source(runs * PAGE)
+    fd = _open(tmp_path / "pages")
+    expect = bytearray()
+    try:
+        sink = BufferSink(fd, capacity, algo="xxh3-128", background=True)
+        sink.ready()
+        before = _writers()
+        at, count, i = 0, 1, 0
+        while at < runs:
+            count = min(count, runs - at)
+            header = f"run {i} at {at} x{count};".encode()
+            sink.put(header)
+            assert sink.put_remote(os.getpid(), addr + at * PAGE, count * PAGE) == count * PAGE
+            expect += header + data[at * PAGE : (at + count) * PAGE]
+            at, count, i = at + count, count * 3 + 1, i + 1
+        sink.put(b"end")
+        expect += b"end"
+        assert sink.size == len(expect)
+        assert sink.digest("xxh3-128") == xxhash.xxh3_128(bytes(expect)).hexdigest()
+        assert sink.digest("sha256") == hashlib.sha256(expect).hexdigest()
+        sink.finish()
+        assert _writers() == before - 1
+        assert os.fstat(fd).st_size == len(expect)
+        assert os.pread(fd, len(expect) + 1, 0) == bytes(expect)
+    finally:
+        os.close(fd)
+        src.close()
+
+
+def test_remote_copy_stops_at_an_unreadable_page(tmp_path: Path) -> None:
+    """A PROT_NONE page in the middle: put_remote copies the pages before it
+    and says how many; the caller goes on with the rest."""
+    src, addr, data = _source(8 * PAGE)
+    assert _libc.mprotect(ctypes.c_void_p(addr + 5 * PAGE), PAGE, 0) == 0
+    fd = _open(tmp_path / "pages")
+    try:
+        sink = BufferSink(fd, 1 << 20)
+        sink.put(b"h")  # the staging buffer's fill is not page-aligned
+        assert sink.put_remote(os.getpid(), addr, 8 * PAGE) == 5 * PAGE
+        sink.put(b"rest")
+        sink.finish()
+        assert os.pread(fd, 1 << 20, 0) == b"h" + data[: 5 * PAGE] + b"rest"
+    finally:
+        os.close(fd)
+        assert _libc.mprotect(ctypes.c_void_p(addr + 5 * PAGE), PAGE, 3) == 0
+        src.close()
+
+
+def test_remote_copy_of_an_exited_process_copies_nothing(tmp_path: Path) -> None:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    fd = _open(tmp_path / "pages")
+    try:
+        sink = BufferSink(fd, 0)
+        assert sink.put_remote(child.pid, 0x400000, 4 * PAGE) == 0
+        sink.finish()
+        assert os.fstat(fd).st_size == 0
+    finally:
+        os.close(fd)
+
+
+def test_full_filesystem_at_prepare_is_a_clean_error(small_tmpfs: Path) -> None:
+    fd = _open(small_tmpfs / "pages")
+    try:
+        before = _writers()
+        sink = BufferSink(fd, 8 << 20, background=True)
+        with pytest.raises(OSError) as info:
+            sink.ready()
+        assert info.value.errno == errno.ENOSPC
+        sink.discard()  # nothing raised again
+        assert _writers() == before
+        with pytest.raises(ValueError, match="closed"):
+            sink.put(b"x")
+        assert _writers() == before
+    finally:
+        os.close(fd)
+
+
+def test_full_filesystem_while_writing_is_a_clean_error(small_tmpfs: Path) -> None:
+    """No room reserved (capacity 0), then more than the disk holds: the
+    writer thread's ENOSPC comes out of the caller's next call, and the
+    thread is gone after discard()."""
+    fd = _open(small_tmpfs / "pages")
+    try:
+        before = _writers()
+        sink = BufferSink(fd, 0)
+        chunk = os.urandom(SLOT_SIZE)
+        with pytest.raises(OSError) as info:
+            for _ in range(4 * SLOTS):  # far past 1 MiB
+                sink.put(chunk)
+            sink.drain()
+        assert info.value.errno == errno.ENOSPC
+        with pytest.raises(OSError):
+            sink.finish()
+        sink.discard()
+        assert _writers() == before
+    finally:
+        os.close(fd)
