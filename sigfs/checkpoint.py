@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 # How much of the pages file is allocated before a freeze (--buffer-mib).
 DEFAULT_BUFFER = 1 << 30
 
+# The --timings mark under which the copy's cost per file is printed.
+COPIED = "copied the state and the pages"
+
 # Files that describe the mount, not the process: not part of an image.
 NOT_STATE = {"errors"}
 
@@ -85,6 +88,17 @@ class Result:
     frozen_seconds: float
     seconds: float
     marks: list[tuple[str, float]] = field(default_factory=list)
+    #: (file, seconds) of the copy while frozen, for ``--timings``.
+    costs: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _cost_key(rel: str) -> str:
+    """``task/123/sig/blocked`` -> ``task/*/sig/blocked``: the threads'
+    files are timed together."""
+    parts = rel.split("/")
+    if len(parts) > 2 and parts[0] == "task":
+        parts[1] = "*"
+    return "/".join(parts)
 
 
 def _image_files(tids: list[int]) -> list[tuple[str, Node, int | None]]:
@@ -128,6 +142,8 @@ class _Dump:
     pages: int
     fpu: Fpu
     started: str
+    #: (file, seconds) while frozen, the threads' files summed: ``--timings``.
+    costs: list[tuple[str, float]]
 
 
 def _pages_progress(progress: Progress, stream: PagesStream) -> None:
@@ -161,9 +177,11 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
     errors = ErrorLog()
     files: list[tuple[str, int]] = []
     pages_count = 0
+    costs: dict[str, float] = {}
     for rel, node, tid in _image_files(tids):
         entry = node.entry
         assert entry is not None
+        began = time.monotonic()
         ctx = FileContext(tracer, errors, pid, tid or pid, rel)
         dest = os.path.join(tmp, rel)
         if entry.open_stream is not None:
@@ -172,12 +190,16 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
                 stream.dump(sink, functools.partial(_pages_progress, progress, stream))
             pages_count = stream.total_pages
             files.append((rel, sink.size))
-            continue
-        data = await entry.load(ctx)
-        _write(dest, data)
-        files.append((rel, len(data)))
+        else:
+            data = await entry.load(ctx)
+            _write(dest, data)
+            files.append((rel, len(data)))
+        key = _cost_key(rel)
+        costs[key] = costs.get(key, 0.0) + time.monotonic() - began
+    began = time.monotonic()
     fpu: Fpu = await read_fpu(tracer, pid, pid)
-    return _Dump(files, pages_count, fpu, _process_start(pid))
+    costs["fpu (for MANIFEST)"] = time.monotonic() - began
+    return _Dump(files, pages_count, fpu, _process_start(pid), list(costs.items()))
 
 
 def _write_manifest(
@@ -350,7 +372,7 @@ async def run_checkpoint(
         frozen_at = time.monotonic()
         prep.mark("froze every thread")
         dump = await _dump(tracer, pid, tmp, progress, sink)
-        prep.mark("copied the state and the pages")
+        prep.mark(COPIED)
         if not leave_running:
             nbytes = _complete(prep, dump, progress, checksum)
     except BaseException:
@@ -393,6 +415,7 @@ async def run_checkpoint(
         thawed_at - frozen_at,
         time.monotonic() - prep.started,
         prep.marks,
+        dump.costs,
     )
 
 
@@ -432,6 +455,9 @@ def main(
         for what, when in result.marks:
             print(f"  {(when - last) * 1e3:8.1f} ms  {what}", file=sys.stderr)
             last = when
+            if what == COPIED:
+                for name, seconds in result.costs:
+                    print(f"    {seconds * 1e3:8.2f} ms  {name}", file=sys.stderr)
     return 0
 
 
