@@ -254,6 +254,15 @@ class Tracer:
         pt.cont(att.tid, 0)
         return False
 
+    def poll(self, tid: int) -> int | None:
+        """A waitpid status of a traced thread if one is ready, else None."""
+        self._check_owner()
+        return self._poll(tid)
+
+    def trap_seen(self, att: Attachment, status: int) -> bool:
+        """One step towards an interrupt's trap (see :meth:`wait_trap`)."""
+        return self._trap_seen(att, status)
+
     async def wait_trap(self, att: Attachment) -> None:
         """Wait for the PTRACE_EVENT_STOP of an interrupt, passing on any
         signal delivered meanwhile exactly as the kernel would have."""

@@ -29,6 +29,11 @@
  *               and process queues together) and "end"
  *   "counts" -> "counts h1=N h2=N h3=N"
  *   EOF      -> exit 0
+ *
+ * An argument hardens it before "ready" (sigfs must then read its sigactions
+ * one syscall at a time, not with an injected stub):
+ *   seccomp -> a seccomp filter that allows every syscall (no_new_privs set)
+ *   mdwe    -> prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN): no W+X mapping
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,6 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -110,9 +118,32 @@ static void dump_actions(void)
 	    ss.ss_flags);
 }
 
-int main(void)
+static void harden(const char *how)
+{
+	if (strcmp(how, "seccomp") == 0) {
+		struct sock_filter allow[] = {
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = { .len = 1, .filter = allow };
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+			die("PR_SET_NO_NEW_PRIVS");
+		if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+			die("PR_SET_SECCOMP");
+	} else if (strcmp(how, "mdwe") == 0) {
+		if (prctl(65 /* PR_SET_MDWE */, 1 /* REFUSE_EXEC_GAIN */, 0, 0, 0) != 0)
+			die("PR_SET_MDWE");
+	} else {
+		die("usage: handlers [seccomp|mdwe]");
+	}
+}
+
+int main(int argc, char **argv)
 {
 	common_setup();
+	if (argc > 2)
+		die("usage: handlers [seccomp|mdwe]");
+	if (argc == 2)
+		harden(argv[1]);
 
 	struct sigaction sa;
 

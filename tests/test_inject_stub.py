@@ -1,0 +1,119 @@
+"""Injected code (Injection.run_stub), against real C targets: the stub's
+bytes are its assembly, its results equal one injected syscall per signal
+and what the target itself installed, nothing of it is left in the process
+(mappings, registers, mask, FPU state, memory), and a process that refuses
+such code (a seccomp filter, a W^X policy) is read the slow way instead."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+
+from sigfs import inject, procfs, state
+from sigfs import ptrace_raw as pt
+from sigfs.tracer import Tracer
+
+
+def _regs(tid: int) -> tuple[int, ...]:
+    regs = pt.getregs(tid)
+    return tuple(getattr(regs, name) for name in pt.REGISTER_NAMES)
+
+
+def _maps(pid: int) -> str:
+    with open(f"/proc/{pid}/maps") as f:
+        return f.read()
+
+
+def _vm(pid: int) -> dict[str, str | None]:
+    st = procfs.read_status(pid)
+    return {k: st.get(k) for k in ("VmSize", "VmRSS", "VmData", "VmExe")}
+
+
+@pytest.mark.skipif(shutil.which("as") is None, reason="no assembler (binutils)")
+def test_sigactions_stub_is_its_assembly(tmp_path: Path) -> None:
+    src = tmp_path / "stub.s"
+    src.write_text("    .intel_syntax noprefix\n    .text\n" + inject.SIGACTIONS_STUB_ASM)
+    obj, raw = tmp_path / "stub.o", tmp_path / "stub.bin"
+    subprocess.run(["as", "-o", str(obj), str(src)], check=True)
+    subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(obj), str(raw)], check=True)
+    assert raw.read_bytes() == inject.SIGACTIONS_STUB
+
+
+def test_stub_and_single_syscalls_agree_and_leave_nothing(spawn) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("handlers")
+
+    async def main() -> None:
+        tracer = Tracer()
+        async with tracer.stopped(t.pid, t.pid) as att:
+            # A first injected syscall can add a page to the RSS (the vdso
+            # page it runs from): any injection does. The stub adds nothing.
+            async with inject.Injection(tracer, att) as inj:
+                await inj.check(inject.SYS["getpid"])
+            maps, vm = _maps(t.pid), _vm(t.pid)
+            regs = _regs(t.pid)
+            mask = pt.getsigmask(t.pid)
+            xstate = pt.getregset(t.pid, pt.NT_X86_XSTATE, 4096)
+            async with inject.Injection(tracer, att) as inj:
+                with open(f"/proc/{t.pid}/mem", "rb", buffering=0) as mem:
+                    mem.seek(inj.scratch)
+                    stack = mem.read(inj.scratch_size)
+                data = await inj.run_stub(inject.SIGACTIONS_STUB)  # not refused
+                assert data[inject.STUB_DONE : inject.STUB_DONE + 8] == (1).to_bytes(8, "little")
+                fast = await inject.read_sigactions(inj)
+                slow = await inject.read_sigactions_one_by_one(inj)
+                assert fast == slow
+                assert pt.getsigmask(t.pid) == mask  # between steps: its own
+            assert _regs(t.pid) == regs
+            assert pt.getsigmask(t.pid) == mask
+            assert pt.getregset(t.pid, pt.NT_X86_XSTATE, 4096) == xstate
+            with open(f"/proc/{t.pid}/mem", "rb", buffering=0) as mem:
+                mem.seek(inj.scratch)
+                assert mem.read(inj.scratch_size) == stack
+            # Still stopped: the stub's pages are gone again.
+            assert _maps(t.pid) == maps
+            assert _vm(t.pid) == vm
+
+    trio.run(main)
+    # The target runs on and its own view of its signals is unchanged.
+    t.send("dump")
+    lines = []
+    while (line := t.readline()).strip() != "end":
+        lines.append(line.strip())
+    assert [ln for ln in lines if ln.startswith("act ")] == t.act_lines
+    t.send("counts")
+    assert t.readline().split() == ["counts", "h1=0", "h2=0", "h3=0"]
+
+
+@pytest.mark.parametrize("how", ["seccomp", "mdwe"])
+def test_a_process_that_refuses_injected_code_is_read_one_syscall_at_a_time(
+    spawn,  # type: ignore[no-untyped-def]
+    how: str,
+) -> None:
+    t = spawn("handlers", how)
+    if how == "seccomp":
+        assert procfs.read_status(t.pid)["Seccomp"] == "2"
+    maps = _maps(t.pid)
+    expected = {int(ln.split()[1]): ln for ln in t.act_lines}
+
+    async def main() -> list[state.SigAction]:
+        tracer = Tracer()
+        async with tracer.stopped(t.pid, t.pid) as att:
+            async with inject.Injection(tracer, att) as inj:
+                with pytest.raises(inject.StubUnavailable):
+                    await inj.run_stub(inject.SIGACTIONS_STUB)
+        return list((await state.read_actions(tracer, t.pid)).actions)
+
+    actions = trio.run(main)
+    assert _maps(t.pid) == maps
+    assert len(actions) == 64
+    for act in actions:
+        fields = dict(kv.split("=", 1) for kv in expected[act.signum].split()[2:])
+        assert act.handler == int(fields["handler"], 16)
+        assert act.flags == int(fields["flags"], 16)
+        assert act.mask == int(fields["mask"][::-1], 2)
+    t.send("counts")
+    assert t.readline().split() == ["counts", "h1=0", "h2=0", "h3=0"]
