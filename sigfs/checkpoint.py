@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sigfs import __version__, procfs
+from sigfs import __version__, aio, procfs
 from sigfs.formats import manifest as manifest_fmt
 from sigfs.pages import BufferSink, PagesStream, dumpable_vmas
 
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from sigfs.tracer import Tracer
     from sigfs.tree import Node
 
-# The heavy modules (trio, the loaders, the formats) are imported only once
-# the pages file is being prepared by a thread, so that the two overlap: both
-# cost a hundred milliseconds or more on a cold start.
+# The heavy modules (the loaders, the formats) are imported only once the
+# pages file is being prepared by a thread, so that the two overlap.  trio is
+# not imported at all: the command runs its one task with sigfs.aio.run.
 
 # How much of the pages file is allocated before a freeze (--buffer-mib).
 DEFAULT_BUFFER = 1 << 30
@@ -248,8 +248,6 @@ def _process_start(pid: int) -> str:
 
 async def _kill_frozen(tracer: Tracer, pid: int) -> None:
     """SIGKILL a frozen process and let its traced threads go."""
-    import trio
-
     held = tracer.frozen.pop(pid, [])
     os.kill(pid, signal.SIGKILL)
     for att in held:
@@ -262,7 +260,7 @@ async def _kill_frozen(tracer: Tracer, pid: int) -> None:
                 break
             if got and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
                 break
-            await trio.sleep(0.001)
+            await aio.sleep(0.001)
 
 
 def _publish(tmp: str, dest: str) -> None:
@@ -351,8 +349,6 @@ async def run_checkpoint(
     """Freeze, dump, then either thaw and checksum (the process runs on as soon
     as its state is copied), or checksum, publish and only then kill: a
     process is never killed before its image is whole on disk."""
-    import trio
-
     # Everything the frozen part needs is imported before the freeze.
     import sigfs.files  # noqa: F401
     import sigfs.image  # noqa: F401
@@ -379,14 +375,14 @@ async def run_checkpoint(
         # Every step here must happen whatever the others do: the process
         # runs on, and no DIR.partial is left to block the next checkpoint.
         try:
-            with trio.CancelScope(shield=True):
+            with aio.shield():
                 if pid in tracer.frozen:
                     await tracer.thaw(pid)
         finally:
             prep.abandon()
             progress.finish()
         raise
-    with trio.CancelScope(shield=True):
+    with aio.shield():
         if leave_running:
             await tracer.thaw(pid)
             prep.mark("thawed")
@@ -432,9 +428,7 @@ def main(
     prep: Prepared | None = None
     try:
         prep = prepare(pid, dest, buffer_mib << 20, checksum)
-        import trio  # while the pages file is prepared
-
-        result = trio.run(run_checkpoint, prep, leave_running, progress, checksum)
+        result = aio.run(run_checkpoint, prep, leave_running, progress, checksum)
     except BaseException as exc:
         if prep is not None:
             prep.abandon()

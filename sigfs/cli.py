@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 
 from sigfs import __version__
@@ -140,6 +139,8 @@ def _umount(mountpoint: str) -> int:
     if not is_mounted(mountpoint):
         print(f"sigfs: {mountpoint} is not mounted", file=sys.stderr)
         return 1
+    import subprocess
+
     res = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True)
     if res.returncode != 0:
         msg = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "fusermount3 failed"

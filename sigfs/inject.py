@@ -29,9 +29,7 @@ import struct
 import time
 from types import TracebackType
 
-import trio
-
-from sigfs import procfs
+from sigfs import aio, procfs
 from sigfs import ptrace_raw as pt
 from sigfs.tracer import Attachment, TargetGone, Tracer
 
@@ -147,7 +145,7 @@ class Injection:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with trio.CancelScope(shield=True):
+        with aio.shield():
             try:
                 await self._restore()
             finally:
@@ -221,7 +219,7 @@ class Injection:
         )
         assert self._safe_regs is not None
         self._dirty = True
-        with trio.CancelScope(shield=True):
+        with aio.shield():
             # Unsafe window: from here to the exit stop the thread holds our
             # registers and mask.  It is kept to the syscall itself.
             pt.setsigmask(self.tid, ALL_SIGNALS)
@@ -277,7 +275,7 @@ class Injection:
             regs.r15 = data
             regs.orig_rax = ORIG_RAX_NONE
             self._dirty = True
-            with trio.CancelScope(shield=True):
+            with aio.shield():
                 pt.setsigmask(self.tid, ALL_SIGNALS)
                 self.tracer.masked[self.tid] = self._saved_mask
                 pt.setregs(self.tid, regs)
@@ -295,7 +293,7 @@ class Injection:
                 finally:
                     self.tracer.masked.pop(self.tid, None)
         finally:
-            with trio.CancelScope(shield=True):
+            with aio.shield():
                 await self.check(SYS["munmap"], base, 2 * PAGE)
         self.tracer.injected += 1
         return out
@@ -322,7 +320,7 @@ class Injection:
             if now < spin_end:
                 os.sched_yield()
             else:
-                await trio.sleep(delay)
+                await aio.sleep(delay)
                 delay = min(delay * 2, 0.01)
 
     async def check(self, nr: int, *args: int) -> int:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import errno
 import sys
 
-import trio
-
-from sigfs import procfs, signals, state, symbols
+from sigfs import aio, procfs, signals, state, symbols
 from sigfs.formats.pending import Pending
 from sigfs.formats.sigset import signals_of
 from sigfs.tracer import TargetBusy, Tracer
@@ -98,7 +96,7 @@ def run_show(pid: int, tid: int | None) -> int:
         if procfs.tgid_of(pid) != pid:
             print(f"sigfs: {pid} is a thread, not a process; use --tid", file=sys.stderr)
             return 1
-        lines = trio.run(_collect, pid, tid or pid)
+        lines = aio.run(_collect, pid, tid or pid)
     except ProcessLookupError:
         print(f"sigfs: no such process: {pid}", file=sys.stderr)
         return 1

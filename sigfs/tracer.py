@@ -29,9 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import trio
-
-from sigfs import procfs
+from sigfs import aio, procfs
 from sigfs import ptrace_raw as pt
 
 T = TypeVar("T")
@@ -44,25 +42,23 @@ STOP_TIMEOUT = 3.0
 SPIN_SECONDS = 0.0005
 
 
-async def acquire(lock: trio.Lock) -> None:
+async def acquire(lock: aio.Lock) -> None:
     """Take ``lock``, without a trip through trio's scheduler when it is free
     (each trip costs an epoll_wait; a read of a signal file would otherwise
     make several)."""
-    try:
-        lock.acquire_nowait()
-    except trio.WouldBlock:
+    if not aio.try_acquire(lock):
         await lock.acquire()
 
 
 class KeyedLocks:
-    """One trio.Lock per key (a process), made on demand and dropped when no
+    """One lock per key (a process), made on demand and dropped when no
     one holds or waits for it; a free lock is taken with no scheduler pass."""
 
     def __init__(self) -> None:
-        self._locks: dict[int, trio.Lock] = {}
+        self._locks: dict[int, aio.Lock] = {}
         self._users: dict[int, int] = {}
 
-    def get(self, key: int) -> trio.Lock | None:
+    def get(self, key: int) -> aio.Lock | None:
         return self._locks.get(key)
 
     def hold(self, key: int) -> _Held:
@@ -70,10 +66,10 @@ class KeyedLocks:
         context manager: this sits on every read's path."""
         return _Held(self, key)
 
-    def _enter(self, key: int) -> trio.Lock:
+    def _enter(self, key: int) -> aio.Lock:
         lock = self._locks.get(key)
         if lock is None:
-            lock = self._locks[key] = trio.Lock()
+            lock = self._locks[key] = aio.new_lock()
         self._users[key] = self._users.get(key, 0) + 1
         return lock
 
@@ -218,7 +214,7 @@ class Tracer:
         deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
         delay = 0.0001
         while True:
-            await trio.sleep(delay)
+            await aio.sleep(delay)
             status = self._poll(tid)
             if status is not None:
                 return status
@@ -337,12 +333,12 @@ class Tracer:
         if held is not None:
             yield held
             return
-        with trio.CancelScope(shield=True):
+        with aio.shield():
             att = await self._attach(tgid, tid)
         try:
             yield att
         finally:
-            with trio.CancelScope(shield=True):
+            with aio.shield():
                 self._detach(att)
 
     async def with_stopped(self, tgid: int, tid: int, fn: Callable[[Attachment], T]) -> T:
@@ -364,7 +360,7 @@ class Tracer:
             if att.extra.get("stopped_at") is None:
                 # Slow to reach the trap: wait for it without blocking trio.
                 # Shielded: a seized thread is always seen through to detach.
-                with trio.CancelScope(shield=True):
+                with aio.shield():
                     await self._finish_attach(att)
             # From here on there is no await, so no cancellation: the thread
             # is detached before anything else can run.
@@ -421,7 +417,7 @@ class Tracer:
         held = self.attached.get(tid)
         if held is not None:
             return held
-        with trio.CancelScope(shield=True):
+        with aio.shield():
             att = await self._attach(tgid, tid)
         att.held = True
         return att
@@ -472,7 +468,7 @@ class Tracer:
                                 raise
                             skipped.add(tid)  # a thread that exited meanwhile
             except BaseException:
-                with trio.CancelScope(shield=True):
+                with aio.shield():
                     for att in held:
                         try:
                             self._detach(att)
@@ -489,7 +485,7 @@ class Tracer:
             held = self.frozen.pop(tgid, None)
             if held is None:
                 return 0
-            with trio.CancelScope(shield=True):
+            with aio.shield():
                 for att in held:
                     self._detach(att)
             return len(held)
@@ -499,7 +495,7 @@ class Tracer:
     async def tend_stuck(self) -> None:
         """Background task: detach threads that stopped after their request gave up."""
         while True:
-            await trio.sleep(0.05)
+            await aio.sleep(0.05)
             self.reap_stuck()
 
     def reap_stuck(self) -> None:

@@ -29,7 +29,6 @@ Version 1 has no ``checksum`` line and its digests are sha256; it is still read,
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -106,6 +105,8 @@ def hasher(algo: str) -> Hasher:
     if algo == "xxh3-128":
         return xxhash.xxh3_128()
     if algo == "sha256":
+        import hashlib  # only here: OpenSSL's start-up costs a few ms
+
         return hashlib.sha256()
     raise FormatError(None, _unknown_checksum(algo))
 
