@@ -23,17 +23,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sigfs import __version__, aio, procfs
-from sigfs.formats import manifest as manifest_fmt
-from sigfs.pages import BufferSink, PagesStream, dumpable_vmas
+from sigfs.sink import BufferSink
 
 if TYPE_CHECKING:
     from sigfs.formats.fpu import Fpu
+    from sigfs.pages import PagesStream
     from sigfs.tracer import Tracer
     from sigfs.tree import Node
 
 # The heavy modules (the loaders, the formats) are imported only once the
 # pages file is being prepared by a thread, so that the two overlap.  trio is
 # not imported at all: the command runs its one task with sigfs.aio.run.
+
+# The MANIFEST's checksum unless told otherwise: the formats' own default
+# (sigfs.formats.manifest.DEFAULT_CHECKSUM; a test keeps the two equal),
+# spelled out so this module need not import the formats before the
+# pages file is being prepared.
+DEFAULT_CHECKSUM = "xxh3-128"
 
 # How much of the pages file is allocated before a freeze (--buffer-mib).
 DEFAULT_BUFFER = 1 << 30
@@ -129,6 +135,8 @@ def _write(path: str, data: bytes) -> None:
 
 
 def _checksum(algo: str, path: str) -> str:
+    from sigfs.formats import manifest as manifest_fmt
+
     digest = manifest_fmt.hasher(algo)
     with open(path, "rb", buffering=0) as f:
         while chunk := f.read(1 << 20):
@@ -172,6 +180,7 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
     writer thread as they are copied."""
     from sigfs.files import ErrorLog, FileContext
     from sigfs.image import read_fpu
+    from sigfs.pages import PagesStream, dumpable_vmas
 
     tids = sorted(a.tid for a in tracer.frozen[pid])
     errors = ErrorLog()
@@ -205,7 +214,9 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
 def _write_manifest(
     pid: int, tmp: str, dump: _Dump, progress: Progress, sink: BufferSink, algo: str
 ) -> int:
-    """Checksum every file (the pages from their mapping) and write MANIFEST."""
+    """Checksum every file and write MANIFEST."""
+    from sigfs.formats import manifest as manifest_fmt
+
     total = sum(size for _, size in dump.files)
     done = 0
     entries = []
@@ -301,7 +312,7 @@ def prepare(
     pid: int,
     dest: str,
     buffer_budget: int = DEFAULT_BUFFER,
-    checksum: str = manifest_fmt.DEFAULT_CHECKSUM,
+    checksum: str = DEFAULT_CHECKSUM,
 ) -> Prepared:
     """Check the arguments and start allocating the pages file in the
     background (see :class:`BufferSink`)."""
@@ -344,7 +355,7 @@ async def run_checkpoint(
     prep: Prepared,
     leave_running: bool,
     progress: Progress,
-    checksum: str = manifest_fmt.DEFAULT_CHECKSUM,
+    checksum: str = DEFAULT_CHECKSUM,
 ) -> Result:
     """Freeze, dump, then either thaw and checksum (the process runs on as soon
     as its state is copied), or checksum, publish and only then kill: a
@@ -421,7 +432,7 @@ def main(
     leave_running: bool,
     quiet: bool = False,
     buffer_mib: int = 1024,
-    checksum: str = manifest_fmt.DEFAULT_CHECKSUM,
+    checksum: str = DEFAULT_CHECKSUM,
     timings: bool = False,
 ) -> int:
     progress = Progress(enabled=not quiet and sys.stderr.isatty())

@@ -13,6 +13,7 @@ import hashlib
 import mmap
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from sigfs.pages import PAGE, SLOT_SIZE, SLOTS, BufferSink, on_tmpfs
+from sigfs.sink import PAGE, SLOT_SIZE, SLOTS, BufferSink, on_tmpfs
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -207,3 +208,21 @@ def test_full_filesystem_while_writing_is_a_clean_error(small_tmpfs: Path) -> No
         assert _writers() == before
     finally:
         os.close(fd)
+
+
+def test_checkpoint_prepares_the_file_before_importing_the_formats() -> None:
+    """`sigfs checkpoint` starts preparing the pages file as soon as it has
+    checked its arguments: what it imports before that (sigfs.checkpoint,
+    sigfs.sink) must not pull in the formats or the loaders, and its
+    default checksum must be the formats' own."""
+    from sigfs import checkpoint
+    from sigfs.formats import manifest
+
+    assert checkpoint.DEFAULT_CHECKSUM == manifest.DEFAULT_CHECKSUM
+    probe = (
+        "import sys, sigfs.cli, sigfs.checkpoint\n"
+        "heavy = [m for m in sys.modules if m.startswith(('sigfs.formats', 'sigfs.pages',"
+        " 'sigfs.files', 'sigfs.tracer', 'xxhash', 'trio'))]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)
