@@ -463,7 +463,16 @@ def main(
             if what == COPIED:
                 for name, seconds in result.costs:
                     print(f"    {seconds * 1e3:8.2f} ms  {name}", file=sys.stderr)
+        print(f"  peak RSS {_peak_rss_kib() / 1024:.1f} MiB", file=sys.stderr)
     return 0
+
+
+def _peak_rss_kib() -> int:
+    """This command's peak resident memory (VmHWM).  Not getrusage's
+    ru_maxrss: that also counts the parent's memory when the command was
+    started with vfork (as Python's subprocess does), carried over exec."""
+    value = procfs.read_status(os.getpid()).get("VmHWM") or "0 kB"
+    return int(value.split()[0])
 
 
 def _started_at() -> float:

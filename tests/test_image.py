@@ -601,3 +601,39 @@ def _sigfs() -> list[str]:
     import sys
 
     return [os.path.join(os.path.dirname(sys.executable), "sigfs")]
+
+
+def test_checkpoint_timings_show_every_phase_each_file_and_the_peak_memory(
+    spawn,  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
+    t = spawn("threads", "3")
+    res = checkpoint(t.pid, str(tmp_path / "img"), "--leave-running", "--timings")
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert lines[0].startswith(f"sigfs: checkpoint of {t.pid} ")
+    # A phase: "  %8.1f ms  what"; a file under the copy: "    %8.2f ms  file".
+    phase = re.compile(r"^  [ \d]{5}\d\.\d ms  (.+)$")
+    cost = re.compile(r"^    [ \d]{4}\d\.\d\d ms  (.+)$")
+    phases = [m.group(1) for ln in lines if (m := phase.match(ln))]
+    assert phases == [
+        "checked arguments, started preparing the pages file",
+        "imported the tracer and the loaders",
+        "pages file prepared",
+        "froze every thread",
+        "copied the state and the pages",
+        "thawed",
+        "checksummed, wrote MANIFEST",
+        "published the image",
+        "closed",
+    ]
+    per_file = {m.group(1): float(ln.split()[0]) for ln in lines if (m := cost.match(ln))}
+    for name in ("sig/action", "mm", "pages", "task/*/regs", "task/*/sig/pending"):
+        assert name in per_file, per_file
+    assert not any(name.startswith("task/") and name.split("/")[1] != "*" for name in per_file)
+    frozen = float(lines[0].split("frozen ")[1].split(" ms")[0])
+    assert 0 < sum(per_file.values()) <= frozen + 0.5
+    peak = [ln for ln in lines if ln.startswith("  peak RSS ")]
+    assert len(peak) == 1
+    mib = float(peak[0].split()[2])
+    assert 5 < mib < 200
