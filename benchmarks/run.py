@@ -127,7 +127,7 @@ def bench_signal_files(n: int) -> None:
             "   (aim <= 2x)"
         )
         print(f"  sig/shared_pending (1)      {shared * us:8.1f}  {shared / floor:5.2f}x")
-        print(f"  sig/action (64 injected)    {action * us:8.1f}  {action / floor:5.2f}x")
+        print(f"  sig/action (injected stub)   {action * us:8.1f}  {action / floor:5.2f}x")
         print(
             f"  target stopped per stop: {stopped * us:.1f} us over {stops:.0f} stops; "
             f"{asked:.1f} us from PTRACE_INTERRUPT until seen stopped"
