@@ -17,7 +17,7 @@ from sigfs.formats.action import Actions, SigAction
 from sigfs.formats.altstack import AltStack
 from sigfs.formats.pending import Pending
 from sigfs.formats.siginfo import Siginfo
-from sigfs.formats.waiters import Waiter, from_wait4, from_waitid
+from sigfs.formats.waiters import P_PIDFD, Waiter, from_wait4, from_waitid
 from sigfs.tracer import Tracer
 
 SYS_WAIT4 = 61
@@ -134,8 +134,32 @@ def read_waiters(tgid: int) -> list[Waiter]:
         if nr == SYS_WAIT4:
             out.append(from_wait4(tid, _s32(args[0]), args[2] & 0xFFFFFFFF))
         elif nr == SYS_WAITID:
-            out.append(from_waitid(tid, args[0] & 0xFFFFFFFF, _s32(args[1]), args[3] & 0xFFFFFFFF))
+            idtype, id = args[0] & 0xFFFFFFFF, _s32(args[1])
+            pidfd_pid = _pidfd_pid(tgid, tid, id) if idtype == P_PIDFD else None
+            out.append(from_waitid(tid, idtype, id, args[3] & 0xFFFFFFFF, pidfd_pid))
     return out
+
+
+def _pidfd_pid(tgid: int, tid: int, fd: int) -> int | None:
+    """The process a thread's pidfd ``fd`` refers to: the ``Pid:`` line of
+    its fdinfo (the waiting thread's own descriptor table).  None when it
+    cannot be told: not a pidfd, the fd gone, or the process already reaped
+    or outside our pid namespace (the kernel shows -1 or 0 then)."""
+    if fd < 0:
+        return None
+    try:
+        with open(f"/proc/{tgid}/task/{tid}/fdinfo/{fd}", "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(b"Pid:"):
+            try:
+                pid = int(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+            return pid if pid > 0 else None
+    return None
 
 
 def _s32(value: int) -> int:

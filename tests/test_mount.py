@@ -189,6 +189,22 @@ def test_waiters(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     assert mnt.read(f"{idle.pid}/sig/waiters") == ""
 
 
+def test_waitid_on_a_pidfd_shows_the_process_it_refers_to(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("sleeper", "waitid_pidfd")
+    child, pidfd = int(t.ready_info["child"]), int(t.ready_info["pidfd"])
+    # The kernel's view: blocked in waitid(P_PIDFD, pidfd, ...).
+    with open(f"/proc/{t.pid}/task/{t.pid}/syscall") as f:
+        fields = f.read().split()
+    assert int(fields[0]) == 247 and int(fields[1], 16) == 3 and int(fields[2], 16) == pidfd
+    (w,) = waiters_fmt.parse(mnt.read(f"{t.pid}/sig/waiters"))
+    assert (w.tid, w.awaited) == (t.pid, child)
+    assert w.options & 4  # WEXITED
+    # Once the child is gone and reaped the wait is over: no waiter left.
+    t.send("release")
+    assert t.readline().startswith("waitid rc=0 ")
+    assert mnt.read(f"{t.pid}/sig/waiters") == ""
+
+
 def test_threads_have_their_own_files(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("threads", "3")
     tids = [int(x) for x in t.ready_info["tids"].split(",")]

@@ -218,7 +218,7 @@ def test_sleeper_read(spawn: Spawn) -> None:
     assert t.command("write") == "read rc=1 errno=0"
 
 
-@pytest.mark.parametrize("mode", ["wait4", "waitid"])
+@pytest.mark.parametrize("mode", ["wait4", "waitid", "waitid_pidfd"])
 def test_sleeper_waiters(spawn: Spawn, mode: str) -> None:
     t = spawn("sleeper", mode)
     assert t.ready_info["blocked"] == "1"
@@ -226,11 +226,16 @@ def test_sleeper_waiters(spawn: Spawn, mode: str) -> None:
     st = proc_stat(child)
     assert st is not None and st[0] == "S" and st[1] == str(t.pid)
     assert in_syscall(t.pid, 61 if mode == "wait4" else 247)
+    if mode == "waitid_pidfd":
+        pidfd = t.info_int("pidfd")
+        with open(f"/proc/{t.pid}/fdinfo/{pidfd}") as f:
+            assert f"Pid:\t{child}\n" in f.read()
+    shown = "waitid" if mode == "waitid_pidfd" else mode
     os.kill(t.pid, signal.SIGUSR1)  # no SA_RESTART: EINTR, then it waits again
-    res = kv(t.expect(mode + " "))
+    res = kv(t.expect(shown + " "))
     assert (res["rc"], res["errno"]) == ("-1", "4")
     t.send("release")
-    res = kv(t.expect(mode + " "))
+    res = kv(t.expect(shown + " "))
     if mode == "wait4":
         assert res == {"rc": str(child), "errno": "0", "status": str(signal.SIGTERM)}
     else:

@@ -19,6 +19,8 @@
  *                 EINTR, waits again; once the child is reaped main pause()s.
  *   waitid        the same with waitid(P_PID, child, &info, WEXITED); prints
  *                 "waitid rc=N errno=E pid=SI_PID code=SI_CODE status=SI_STATUS".
+ *   waitid_pidfd  the same with waitid(P_PIDFD, pidfd_open(child), ...); the
+ *                 ready line adds "pidfd=FD".
  *
  * In read/wait4/waitid modes a helper thread serves stdin and prints
  *   ready pid=P helper=TID [fd=PIPE_READ_FD] [child=C] blocked=1
@@ -48,12 +50,17 @@
 #include <unistd.h>
 
 #include "common.h"
-enum mode { M_NANOSLEEP, M_READ, M_WAIT4, M_WAITID };
+
+#ifndef P_PIDFD
+#define P_PIDFD 3 /* linux/wait.h; older glibc lacks it */
+#endif
+enum mode { M_NANOSLEEP, M_READ, M_WAIT4, M_WAITID, M_WAITID_PIDFD };
 
 static enum mode mode;
 static pid_t main_tid;
 static pid_t child;
 static int pipefd[2] = { -1, -1 };
+static int pidfd = -1;
 static volatile uint64_t usr1_count, usr2_count;
 
 static void on_usr1(int sig)
@@ -126,7 +133,7 @@ static void serve_command(const char *line)
 	} else if (mode == M_READ && strcmp(line, "write") == 0) {
 		if (write(pipefd[1], "x", 1) != 1)
 			die("write pipe");
-	} else if ((mode == M_WAIT4 || mode == M_WAITID) && strcmp(line, "release") == 0) {
+	} else if (mode != M_NANOSLEEP && mode != M_READ && strcmp(line, "release") == 0) {
 		if (kill(child, SIGTERM) != 0)
 			say("error kill child: %s\n", strerror(errno));
 	} else {
@@ -151,6 +158,8 @@ static void *helper(void *arg)
 		snprintf(extra, sizeof extra, " fd=%d", pipefd[0]);
 	else
 		snprintf(extra, sizeof extra, " child=%d", child);
+	if (mode == M_WAITID_PIDFD)
+		snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " pidfd=%d", pidfd);
 	say("ready pid=%d helper=%d%s blocked=%d\n", getpid(), gettid(), extra, blocked);
 	char line[256];
 	for (;;) {
@@ -162,7 +171,7 @@ static void *helper(void *arg)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: sleeper nanosleep MS | read | wait4 | waitid\n");
+	fprintf(stderr, "usage: sleeper nanosleep MS | read | wait4 | waitid | waitid_pidfd\n");
 	_exit(2);
 }
 
@@ -189,6 +198,8 @@ int main(int argc, char **argv)
 		mode = M_WAIT4;
 	} else if (strcmp(argv[1], "waitid") == 0) {
 		mode = M_WAITID;
+	} else if (strcmp(argv[1], "waitid_pidfd") == 0) {
+		mode = M_WAITID_PIDFD;
 	} else {
 		usage();
 	}
@@ -228,6 +239,11 @@ int main(int argc, char **argv)
 			for (;;)
 				pause();
 		}
+		if (mode == M_WAITID_PIDFD) {
+			pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+			if (pidfd < 0)
+				die("pidfd_open");
+		}
 	}
 
 	/* The helper inherits SIGUSR1/SIGUSR2 blocked; main unblocks them again. */
@@ -264,7 +280,8 @@ int main(int argc, char **argv)
 		for (;;) {
 			siginfo_t info;
 			memset(&info, 0, sizeof info);
-			int rc = waitid(P_PID, (id_t)child, &info, WEXITED);
+			int rc = mode == M_WAITID_PIDFD ? waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED)
+							: waitid(P_PID, (id_t)child, &info, WEXITED);
 			int e = rc < 0 ? errno : 0;
 			say("waitid rc=%d errno=%d pid=%d code=%d status=%d\n", rc, e, info.si_pid,
 			    info.si_code, info.si_status);
