@@ -36,6 +36,15 @@ STATS_INODE = 3
 ROOT_FILES = {b"version": VERSION_INODE, b"stats": STATS_INODE}
 
 
+# (uid, gid) a process's entries are shown as owned by.
+Owner = tuple[int, int]
+
+
+def _owner(st: procfs.Status) -> Owner:
+    """A process's effective uid and gid, from its status."""
+    return int(st["Uid"].split()[1]), int(st["Gid"].split()[1])
+
+
 @contextmanager
 def _fuse_errors(what: str) -> Iterator[None]:
     try:
@@ -69,7 +78,8 @@ class SigFS(pyfuse3.Operations):
         self._open: dict[int, bytes] = {}
         self._writers: dict[int, tuple[Node, FileContext]] = {}
         self._streams: dict[int, StreamReader] = {}
-        self._dirs: dict[int, list[tuple[bytes, int]]] = {}
+        # fh -> (name, inode, the owner's status or None) for each entry.
+        self._dirs: dict[int, list[tuple[bytes, int, Owner | None]]] = {}
         self._fh = itertools.count(1)
         self.own_pid = os.getpid()
 
@@ -202,7 +212,7 @@ class SigFS(pyfuse3.Operations):
         return TREE.node(node_id), pid, tid
 
     def _attrs(
-        self, inode: int, node: Node | None, st: procfs.Status | None
+        self, inode: int, node: Node | None, st: procfs.Status | Owner | None
     ) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = inode
@@ -218,9 +228,7 @@ class SigFS(pyfuse3.Operations):
         attr.st_size = 0  # generated on open; direct_io reads past it
         attr.st_blksize = 4096
         if st is not None:
-            uid = int(st["Uid"].split()[1])
-            gid = int(st["Gid"].split()[1])
-            attr.st_uid, attr.st_gid = uid, gid
+            attr.st_uid, attr.st_gid = st if isinstance(st, tuple) else _owner(st)
         return attr
 
     def _exists(self, pid: int, tid: int) -> bool:
@@ -291,9 +299,9 @@ class SigFS(pyfuse3.Operations):
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         with _fuse_errors("opendir"):
             node, pid, tid = self._resolve(inode)
-            entries: list[tuple[bytes, int]] = []
+            entries: list[tuple[bytes, int, Owner | None]] = []
             if node is None:
-                entries.extend(ROOT_FILES.items())
+                entries.extend((name, inode, None) for name, inode in ROOT_FILES.items())
                 caller = self._caller(ctx)
                 for p in procfs.list_pids():
                     if self._is_ours(p):
@@ -303,15 +311,18 @@ class SigFS(pyfuse3.Operations):
                     except ProcessLookupError:
                         continue
                     if access.traceable(caller, p, st):
-                        entries.append((str(p).encode(), encode(TREE.process_dir, p, 0)))
+                        ino = encode(TREE.process_dir, p, 0)
+                        entries.append((str(p).encode(), ino, _owner(st)))
             else:
-                self._check(ctx, pid)
+                # Every entry below a process belongs to its owner, as in
+                # lookup: readdir's attributes are cached like lookup's.
+                owner = _owner(self._check(ctx, pid))
                 if node is TREE.task_dir:
                     for t in procfs.list_tids(pid):
-                        entries.append((str(t).encode(), encode(TREE.thread_dir, pid, t)))
+                        entries.append((str(t).encode(), encode(TREE.thread_dir, pid, t), owner))
                 else:
                     for child in TREE.children(node):
-                        entries.append((child.name.encode(), encode(child, pid, tid)))
+                        entries.append((child.name.encode(), encode(child, pid, tid), owner))
             fh = next(self._fh)
             self._dirs[fh] = entries
             return fh
@@ -320,12 +331,12 @@ class SigFS(pyfuse3.Operations):
         with _fuse_errors("readdir"):
             entries = self._dirs.get(fh, [])
             for index in range(start_id, len(entries)):
-                name, inode = entries[index]
+                name, inode, owner = entries[index]
                 if inode in (VERSION_INODE, STATS_INODE):
                     attr = self._root_attrs(inode)
                 else:
                     node, _, _ = self._resolve(inode)
-                    attr = self._attrs(inode, node, None)
+                    attr = self._attrs(inode, node, owner)
                 if not pyfuse3.readdir_reply(token, name, attr, index + 1):
                     break
 

@@ -474,3 +474,28 @@ def test_daemon_and_tracer_process_are_not_shown(mnt) -> None:  # type: ignore[n
         assert str(pid) not in listing
         with pytest.raises(FileNotFoundError):
             os.stat(os.path.join(mnt.path, str(pid), "sig", "action"))
+
+
+def test_listing_gives_each_entry_its_owner(spawn, unpriv_user) -> None:  # type: ignore[no-untyped-def]
+    """readdir answers with attributes too (READDIRPLUS), which the kernel
+    caches: they must name each process's owner, as a later stat does."""
+    name, uid, gid = unpriv_user
+    m = start_mount(options=("allow_other",))
+    try:
+        t = spawn("threads", "2", user=name)
+        tids = sorted(int(x) for x in t.ready_info["tids"].split(","))
+        for rel in ("", f"{t.pid}", f"{t.pid}/sig", f"{t.pid}/task"):
+            root = os.path.join(m.path, rel)
+            with os.scandir(root) as it:
+                entries = {e.name: e.stat(follow_symlinks=False) for e in it}
+            if rel == "":
+                st = entries[str(t.pid)]
+                assert (st.st_uid, st.st_gid) == (uid, gid), rel
+                assert entries["version"].st_uid == 0
+            else:
+                assert entries, rel
+                for entry, st in entries.items():
+                    assert (st.st_uid, st.st_gid) == (uid, gid), f"{rel}/{entry}"
+        assert {str(x) for x in tids} <= set(os.listdir(os.path.join(m.path, f"{t.pid}/task")))
+    finally:
+        stop_mount(m)
