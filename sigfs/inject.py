@@ -27,6 +27,8 @@ import os
 import signal
 import struct
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 from sigfs import aio, procfs
@@ -203,6 +205,27 @@ class Injection:
             pt.syscall(self.tid, 0)
         raise InjectionError(0, f"thread {self.tid} never reached the injected syscall's stop")
 
+    @contextmanager
+    def _unsafe(self, regs: pt.Regs) -> Iterator[None]:
+        """The unsafe window: in the block the thread holds ``regs`` and
+        every signal blocked (its own mask kept in ``Tracer.masked``); after
+        it, the released registers and its own mask again, so that were the
+        tracer killed then, the kernel would let the thread go with registers
+        that continue it correctly.  A ptrace failure is the thread gone."""
+        assert self._safe_regs is not None
+        self._dirty = True
+        try:
+            pt.setsigmask(self.tid, ALL_SIGNALS)
+            self.tracer.masked[self.tid] = self._saved_mask
+            pt.setregs(self.tid, regs)
+            yield
+            pt.setregs(self.tid, self._safe_regs)
+            pt.setsigmask(self.tid, self._saved_mask)
+        except pt.TraceError as exc:
+            raise TargetGone(self.tid) from exc
+        finally:
+            self.tracer.masked.pop(self.tid, None)
+
     async def syscall(self, nr: int, *args: int) -> int:
         """Run syscall ``nr`` with up to six arguments; returns the raw result
         (negative errno on failure, as the kernel returns it)."""
@@ -217,26 +240,11 @@ class Injection:
         regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = (
             pt.regs_unsigned(a) for a in full
         )
-        assert self._safe_regs is not None
-        self._dirty = True
-        with aio.shield():
-            # Unsafe window: from here to the exit stop the thread holds our
-            # registers and mask.  It is kept to the syscall itself.
-            pt.setsigmask(self.tid, ALL_SIGNALS)
-            self.tracer.masked[self.tid] = self._saved_mask
-            pt.setregs(self.tid, regs)
-            try:
-                await self._step_to_syscall_stop()  # entry
-                await self._step_to_syscall_stop()  # exit
-                result = pt.regs_signed(pt.getregs(self.tid).rax)
-                # Safe again: were the daemon killed now, the kernel would let
-                # the thread go with registers that continue it correctly.
-                pt.setregs(self.tid, self._safe_regs)
-                pt.setsigmask(self.tid, self._saved_mask)
-            except pt.TraceError as exc:
-                raise TargetGone(self.tid) from exc
-            finally:
-                self.tracer.masked.pop(self.tid, None)
+        with aio.shield(), self._unsafe(regs):
+            # Kept to the syscall itself.
+            await self._step_to_syscall_stop()  # entry
+            await self._step_to_syscall_stop()  # exit
+            result = pt.regs_signed(pt.getregs(self.tid).rax)
         self.count += 1
         self.tracer.injected += 1
         return result
@@ -274,24 +282,12 @@ class Injection:
             regs.rip = base
             regs.r15 = data
             regs.orig_rax = ORIG_RAX_NONE
-            self._dirty = True
-            with aio.shield():
-                pt.setsigmask(self.tid, ALL_SIGNALS)
-                self.tracer.masked[self.tid] = self._saved_mask
-                pt.setregs(self.tid, regs)
-                try:
-                    pt.cont(self.tid, 0)
-                    await self._wait_done(data + STUB_DONE, timeout)
-                    pt.interrupt(self.tid)
-                    await self.tracer.wait_trap(self.att)
-                    out = self.read(data, PAGE)
-                    assert self._safe_regs is not None
-                    pt.setregs(self.tid, self._safe_regs)
-                    pt.setsigmask(self.tid, self._saved_mask)
-                except pt.TraceError as exc:
-                    raise TargetGone(self.tid) from exc
-                finally:
-                    self.tracer.masked.pop(self.tid, None)
+            with aio.shield(), self._unsafe(regs):
+                pt.cont(self.tid, 0)
+                await self._wait_done(data + STUB_DONE, timeout)
+                pt.interrupt(self.tid)
+                await self.tracer.wait_trap(self.att)
+                out = self.read(data, PAGE)
         finally:
             with aio.shield():
                 await self.check(SYS["munmap"], base, 2 * PAGE)
