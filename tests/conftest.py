@@ -34,9 +34,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import pytest
+
+if TYPE_CHECKING:
+    from mounting import Mount
 
 TESTS_DIR = Path(__file__).resolve().parent
 SIGMASK_KEYS = ("SigBlk", "SigPnd", "ShdPnd", "SigIgn", "SigCgt")
@@ -500,3 +503,15 @@ def unpriv_user() -> UnprivUser:
 def unpriv_user2() -> UnprivUser:
     """(name, uid, gid) of a second unprivileged local user, ``sigfs-test2``."""
     return _ensure_user("sigfs-test2")
+
+
+@pytest.fixture(scope="module")
+def mnt() -> Iterator[Mount]:
+    """A real sigfs mount shared by one test module; its log must show no
+    traceback when it is unmounted."""
+    from mounting import start_mount, stop_mount
+
+    m = start_mount()
+    yield m
+    stop_mount(m)
+    assert "Traceback" not in m.log(), m.log()

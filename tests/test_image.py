@@ -25,14 +25,6 @@ from sigfs.formats import status as status_fmt
 pytestmark = pytest.mark.mount
 
 
-@pytest.fixture(scope="module")
-def mnt():  # type: ignore[no-untyped-def]
-    m = start_mount()
-    yield m
-    stop_mount(m)
-    assert "Traceback" not in m.log(), m.log()
-
-
 def gdb_registers(pid: int, *exprs: str) -> str:
     cmd = ["gdb", "-batch", "-nx", "-p", str(pid), "-ex", "info registers"]
     for e in exprs:

@@ -22,14 +22,6 @@ from sigfs.formats.sigset import parse_bitmap
 pytestmark = pytest.mark.mount
 
 
-@pytest.fixture(scope="module")
-def mnt():  # type: ignore[no-untyped-def]
-    m = start_mount()
-    yield m
-    stop_mount(m)
-    assert "Traceback" not in m.log(), m.log()
-
-
 def bitmap(text: str) -> int:
     return parse_bitmap(text.splitlines()[0])
 
