@@ -5,8 +5,11 @@ nothing to run beside it, and importing trio alone would cost them 60-80 ms
 of start-up.
 
 The same code runs under either.  Under :func:`run` there is one task and no
-cancellation: :func:`sleep` sleeps, :func:`shield` does nothing, and a lock
-is always free (taking a held one is a bug, and raises).  Anywhere else
+cancellation: :func:`sleep` sleeps and a lock is always free (taking a held
+one is a bug, and raises).  What can interrupt it is a signal turned into an
+exception (Ctrl-C's KeyboardInterrupt), so there :func:`shield` holds SIGINT,
+SIGTERM and SIGHUP back until the block is over: a thread is never left with
+sigfs's registers or mask because of an exception raised half-way.  Anywhere else
 (inside ``trio.run``) each call is trio's own.  A coroutine run by
 :func:`run` that awaits something else (a trio primitive) gets a
 RuntimeError thrown into it.
@@ -15,6 +18,8 @@ RuntimeError thrown into it.
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
@@ -134,14 +139,39 @@ async def _sleep(seconds: float) -> None:
     await _Sleep(seconds)
 
 
+# The signals a one-shot command turns into exceptions (see shield()).
+INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
 def shield() -> contextlib.AbstractContextManager[object]:
-    """A block that cancellation cannot interrupt (a shielded trio
-    CancelScope); under :func:`run` nothing can cancel anything."""
+    """A block that cancellation cannot interrupt: a shielded trio
+    CancelScope, or under :func:`run` (in the main thread, where Python runs
+    signal handlers) the interrupting signals blocked until the block ends;
+    one that arrived meanwhile is handled just after it."""
     if _sync:
+        if threading.current_thread() is threading.main_thread():
+            return _interrupts_held()
         return contextlib.nullcontext()
     import trio
 
     return trio.CancelScope(shield=True)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Generator[None, None, None]:
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def block_interrupts() -> None:
+    """Keep the interrupting signals away from the calling (helper)
+    thread for good, so that the kernel hands them to the main thread: one
+    that arrived while a helper ran would otherwise be acted on in the main
+    thread at once, shield or not."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
 
 
 def new_lock() -> Lock:

@@ -294,6 +294,9 @@ class Prepared:
     started: float
     #: (what was done, when): the phases ``--timings`` prints.
     marks: list[tuple[str, float]] = field(default_factory=list)
+    #: How far it got, for the message when it is interrupted.
+    published: bool = False
+    killed: bool = False
 
     def mark(self, what: str) -> None:
         self.marks.append((what, time.monotonic()))
@@ -347,6 +350,7 @@ def _complete(prep: Prepared, dump: _Dump, progress: Progress, checksum: str) ->
     prep.mark("checksummed, wrote MANIFEST")
     prep.sink.finish()
     _publish(prep.tmp, prep.dest)
+    prep.published = True
     prep.mark("published the image")
     return nbytes
 
@@ -399,6 +403,7 @@ async def run_checkpoint(
             prep.mark("thawed")
         else:
             await _kill_frozen(tracer, pid)
+            prep.killed = True
             prep.mark("killed")
         thawed_at = time.monotonic()
     if leave_running:
@@ -437,12 +442,15 @@ def main(
 ) -> int:
     progress = Progress(enabled=not quiet and sys.stderr.isatty())
     prep: Prepared | None = None
+    _interrupts_raise()
     try:
         prep = prepare(pid, dest, buffer_mib << 20, checksum)
         result = aio.run(run_checkpoint, prep, leave_running, progress, checksum)
     except BaseException as exc:
         if prep is not None:
             prep.abandon()
+        if isinstance(exc, Interrupted):
+            _interrupted(pid, prep, exc.signum)
         if not isinstance(exc, Exception):
             raise
         return _failed(pid, exc)
@@ -473,6 +481,44 @@ def _peak_rss_kib() -> int:
     started with vfork (as Python's subprocess does), carried over exec."""
     value = procfs.read_status(os.getpid()).get("VmHWM") or "0 kB"
     return int(value.split()[0])
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived (see :func:`_interrupts_raise`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def _interrupts_raise() -> None:
+    """SIGINT, SIGTERM and SIGHUP become an exception, so that whatever
+    was going on is undone (the process thawed, DIR.partial removed); the
+    tracer's critical steps hold them back until they are over (see
+    :func:`sigfs.aio.shield`).  A signal the caller ignores stays ignored."""
+    for signum in aio.INTERRUPTS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _raise_interrupted)
+
+
+def _interrupted(pid: int, prep: Prepared | None, signum: int) -> None:
+    """Say what an interrupted checkpoint left, then die of the signal (as
+    a shell expects of a command it interrupted)."""
+    name = signal.Signals(signum).name
+    if prep is not None and prep.published:
+        fate = "killed" if prep.killed else "left running"
+        what = f"the image in {prep.dest} is whole; process {pid} {fate}"
+    else:
+        what = f"no image written; process {pid} left running"
+    print(f"sigfs: checkpoint: interrupted ({name}); {what}", file=sys.stderr)
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    os.kill(os.getpid(), signum)
 
 
 def _started_at() -> float:

@@ -100,7 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     if rewritten is not None:
         args_list = rewritten
     args = _parser().parse_args(args_list)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the steps that handle it themselves: no traceback,
+        # and die of the signal, as a shell expects.
+        print(f"sigfs: {args.command}: interrupted", file=sys.stderr)
+        sys.stderr.flush()
+        import signal
 
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "mount":
         from sigfs.daemon import run_mount
 

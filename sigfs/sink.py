@@ -16,6 +16,8 @@ import queue
 import threading
 from typing import TYPE_CHECKING
 
+from sigfs import aio
+
 if TYPE_CHECKING:
     from sigfs.formats.manifest import Hasher
 
@@ -128,6 +130,7 @@ class BufferSink:
             _fill_zeros(self.out, self.capacity)
 
     def _prepare_noraise(self) -> None:
+        aio.block_interrupts()
         try:
             self._prepare()
         except BaseException as exc:  # handed to ready()
@@ -175,6 +178,7 @@ class BufferSink:
     # -- the writer thread ----------------------------------------------------
 
     def _write_loop(self) -> None:
+        aio.block_interrupts()
         assert self._hash is not None
         while (item := self._full.get()) is not None:
             index, n, off = item

@@ -17,6 +17,7 @@ from mounting import start_mount, stop_mount
 
 from sigfs.formats import fds as fds_fmt
 from sigfs.formats import fpu as fpu_fmt
+from sigfs.formats import manifest as manifest_fmt
 from sigfs.formats import mm as mm_fmt
 from sigfs.formats import pages as pages_fmt
 from sigfs.formats import regs as regs_fmt
@@ -629,3 +630,64 @@ def test_checkpoint_timings_show_every_phase_each_file_and_the_peak_memory(
     assert len(peak) == 1
     mib = float(peak[0].split()[2])
     assert 5 < mib < 200
+
+
+@pytest.mark.parametrize("mode", ["--leave-running", "kill"])
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_checkpoint_leaves_the_process_as_it_was(
+    spawn,  # type: ignore[no-untyped-def]
+    tmp_path,
+    mode: str,
+    signame: str,
+) -> None:
+    """Ctrl-C or SIGTERM at any moment: the process runs on untraced with
+    its own mask and memory (or, only once its image is whole, is killed),
+    no DIR.partial is left, one line says what happened, and the command
+    dies of the signal as a shell expects."""
+    import sys
+
+    signum = getattr(signal, signame)
+    sigfs = os.path.join(os.path.dirname(sys.executable), "sigfs")
+    for i, delay in enumerate((0.0, 0.01, 0.02, 0.04, 0.06, 0.09, 0.12, 0.2)):
+        t = spawn("mem", "128")
+        mask = t.status()["SigBlk"]
+        img = str(tmp_path / f"img{i}")
+        extra = [mode] if mode != "kill" else []
+        cmd = [sigfs, "checkpoint", str(t.pid), img, *extra]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        # From the moment DIR.partial exists (the command has started work):
+        deadline = time.monotonic() + 10
+        while not os.path.exists(img + ".partial") and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        time.sleep(delay)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, err
+        assert not os.path.exists(img + ".partial"), err
+        if proc.returncode == 0:
+            continue  # done before the signal came
+        assert proc.returncode == -signum, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"sigfs: checkpoint: interrupted ({signame}); "), err
+        whole = os.path.isdir(img)
+        if whole:
+            with open(os.path.join(img, "MANIFEST")) as f:
+                manifest = manifest_fmt.parse(f.read())
+
+            def read(rel: str, root: str = img) -> bytes:
+                with open(os.path.join(root, rel), "rb") as f:
+                    return f.read()
+
+            assert manifest_fmt.verify(manifest, read) == []
+        if whole and mode == "kill":
+            assert "killed" in last or "left running" in last, last
+            if "killed" in last:
+                continue
+        assert "no image written" in last or whole, last
+        st = t.status()
+        assert st["TracerPid"] == "0", (delay, st)
+        assert not st["State"].startswith(("t", "T")), (delay, st["State"])
+        assert st["SigBlk"] == mask
+        t.send("check")
+        assert t.readline(timeout=10) == "mem ok"
