@@ -447,6 +447,7 @@ def main(
         prep = prepare(pid, dest, buffer_mib << 20, checksum)
         result = aio.run(run_checkpoint, prep, leave_running, progress, checksum)
     except BaseException as exc:
+        _interrupts_ignore()  # the clean-up is not cut short by a second one
         if prep is not None:
             prep.abandon()
         if isinstance(exc, Interrupted):
@@ -454,6 +455,7 @@ def main(
         if not isinstance(exc, Exception):
             raise
         return _failed(pid, exc)
+    _interrupts_ignore()  # done: a late signal changes nothing
     if not quiet:
         what = "left running" if leave_running else "killed"
         print(
@@ -503,6 +505,12 @@ def _interrupts_raise() -> None:
     for signum in aio.INTERRUPTS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, _raise_interrupted)
+
+
+def _interrupts_ignore() -> None:
+    for signum in aio.INTERRUPTS:
+        if signal.getsignal(signum) is _raise_interrupted:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _interrupted(pid: int, prep: Prepared | None, signum: int) -> None:
