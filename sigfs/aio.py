@@ -150,7 +150,7 @@ def shield() -> contextlib.AbstractContextManager[object]:
     one that arrived meanwhile is handled just after it."""
     if _sync:
         if threading.current_thread() is threading.main_thread():
-            return _interrupts_held()
+            return interrupts_held()
         return contextlib.nullcontext()
     import trio
 
@@ -158,7 +158,8 @@ def shield() -> contextlib.AbstractContextManager[object]:
 
 
 @contextlib.contextmanager
-def _interrupts_held() -> Generator[None, None, None]:
+def interrupts_held() -> Generator[None, None, None]:
+    """SIGINT, SIGTERM and SIGHUP blocked in this thread for the block."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
     try:
         yield

@@ -19,8 +19,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sigfs import __version__, aio, procfs
 from sigfs.sink import BufferSink
@@ -300,6 +301,7 @@ class Prepared:
 
     def mark(self, what: str) -> None:
         self.marks.append((what, time.monotonic()))
+        _check_interrupted()
 
     def abandon(self) -> None:
         """Remove everything (idempotent): no DIR.partial is left behind to
@@ -444,7 +446,8 @@ def main(
     prep: Prepared | None = None
     _interrupts_raise()
     try:
-        prep = prepare(pid, dest, buffer_mib << 20, checksum)
+        with aio.interrupts_held():  # prep is set, or nothing was made
+            prep = prepare(pid, dest, buffer_mib << 20, checksum)
         result = aio.run(run_checkpoint, prep, leave_running, progress, checksum)
     except BaseException as exc:
         _interrupts_ignore()  # the clean-up is not cut short by a second one
@@ -456,6 +459,8 @@ def main(
             raise
         return _failed(pid, exc)
     _interrupts_ignore()  # done: a late signal changes nothing
+    if _pending:  # one that came while Python could not raise it
+        _interrupted(pid, prep, _pending[0])
     if not quiet:
         what = "left running" if leave_running else "killed"
         print(
@@ -493,8 +498,32 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+# Interrupting signals received: the handler raises at once, but Python
+# swallows an exception raised while it runs a callback (a weakref's, an
+# import lock's), so the phases look here too (Prepared.mark).
+_pending: list[int] = []
+
+
 def _raise_interrupted(signum: int, frame: object) -> None:
+    _pending.append(signum)
     raise Interrupted(signum)
+
+
+def _check_interrupted() -> None:
+    if _pending:
+        raise Interrupted(_pending[0])
+
+
+def _quiet_unraisable(hook: Callable[[Any], object]) -> Callable[[Any], object]:
+    """sys.unraisablehook without the report of a swallowed Interrupted
+    (it is acted on at the next phase)."""
+
+    def quiet(unraisable: Any) -> object:
+        if isinstance(unraisable.exc_value, Interrupted):
+            return None
+        return hook(unraisable)
+
+    return quiet
 
 
 def _interrupts_raise() -> None:
@@ -502,6 +531,7 @@ def _interrupts_raise() -> None:
     was going on is undone (the process thawed, DIR.partial removed); the
     tracer's critical steps hold them back until they are over (see
     :func:`sigfs.aio.shield`).  A signal the caller ignores stays ignored."""
+    sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
     for signum in aio.INTERRUPTS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, _raise_interrupted)

@@ -691,3 +691,38 @@ def test_an_interrupted_checkpoint_leaves_the_process_as_it_was(
         assert st["SigBlk"] == mask
         t.send("check")
         assert t.readline(timeout=10) == "mem ok"
+
+
+def test_an_interrupt_python_swallowed_is_acted_on_at_the_next_phase(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A handler's exception raised inside a callback (a weakref's, an
+    import lock's) is swallowed by Python: it must not be reported as a
+    traceback, and the next phase mark must raise it after all."""
+    from sigfs import checkpoint
+    from sigfs.sink import BufferSink
+
+    seen: list[object] = []
+    hook = checkpoint._quiet_unraisable(seen.append)
+
+    class Unraisable:
+        def __init__(self, exc: BaseException) -> None:
+            self.exc_value = exc
+
+    hook(Unraisable(checkpoint.Interrupted(signal.SIGTERM)))
+    assert seen == []
+    other = Unraisable(ValueError("x"))
+    hook(other)
+    assert seen == [other]
+
+    fd = os.open(tmp_path / "pages", os.O_RDWR | os.O_CREAT, 0o600)
+    prep = checkpoint.Prepared(1, "d", "d.partial", fd, BufferSink(fd, 0), time.monotonic())
+    try:
+        prep.mark("quiet")
+        checkpoint._pending.append(signal.SIGTERM)
+        with pytest.raises(checkpoint.Interrupted) as info:
+            prep.mark("next phase")
+        assert info.value.signum == signal.SIGTERM
+        assert str(info.value) == "SIGTERM"
+    finally:
+        checkpoint._pending.clear()
+        prep.sink.discard()
+        os.close(fd)
