@@ -82,6 +82,8 @@ class SigFS(pyfuse3.Operations):
         self._dirs: dict[int, list[tuple[bytes, int, Owner | None]]] = {}
         self._fh = itertools.count(1)
         self.own_pid = os.getpid()
+        # The per-request permission check reads the target's status.
+        self._status = procfs.StatusFiles()
 
     # -- helpers -------------------------------------------------------------
 
@@ -95,7 +97,7 @@ class SigFS(pyfuse3.Operations):
         if self._is_ours(pid):
             raise pyfuse3.FUSEError(errno.ENOENT)
         try:
-            st = procfs.read_status(pid)
+            st = self._status.read(pid)
         except ProcessLookupError:
             raise pyfuse3.FUSEError(errno.ENOENT) from None
         if int(st.get("Tgid") or "0") != pid:

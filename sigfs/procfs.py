@@ -87,6 +87,69 @@ def read_status(pid: int, tid: int | None = None) -> Status:
     return Status(_read_bytes(status_path(pid, tid)))
 
 
+class StatusFiles:
+    """``/proc/PID/status`` read through descriptors kept open: a ``pread``
+    at offset 0 makes the kernel generate the file afresh, and skips the
+    path walk, open and close (about 8.5 against 13 us here), for the mount's
+    per-request permission check.
+
+    A kept descriptor stays bound to the process it was opened for: once that
+    process is gone it reads ESRCH (even if its pid is used again), and the
+    path is opened anew.  Only the last ``size`` processes keep one.  Not
+    thread-safe: one per thread that uses it.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._fds: dict[int, int] = {}  # pid -> fd, oldest first
+
+    def read(self, pid: int) -> Status:
+        fd = self._fds.pop(pid, -1)
+        if fd >= 0:
+            try:
+                data = _pread_all(fd)
+            except OSError:
+                data = b""
+            if data:
+                self._fds[pid] = fd  # most recent last
+                return Status(data)
+            os.close(fd)
+        try:
+            fd = os.open(status_path(pid), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+        try:
+            data = _pread_all(fd)
+        except ProcessLookupError:
+            os.close(fd)
+            raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if len(self._fds) >= self.size:
+            oldest = next(iter(self._fds))
+            os.close(self._fds.pop(oldest))
+        self._fds[pid] = fd
+        return Status(data)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _pread_all(fd: int) -> bytes:
+    first = os.pread(fd, 16384, 0)
+    if len(first) < 16384:
+        return first
+    chunks = [first]
+    off = len(first)
+    while chunk := os.pread(fd, 65536, off):
+        chunks.append(chunk)
+        off += len(chunk)
+    return b"".join(chunks)
+
+
 def hex_field(status: Status, key: str) -> int:
     return int(status[key], 16)
 
