@@ -219,11 +219,14 @@ def traceable(caller: Caller, target: int, status: procfs.Status | None = None) 
         return False
     if scope == 2:
         return caller.privileged
-    # The ids decide first: CAP_SYS_PTRACE (one more /proc read) is looked
+    # The ids decide first: CAP_SYS_PTRACE (one capget) is looked
     # up only when they alone do not allow it -- the same decision either way.
     uids = _ids(st["Uid"])[:3]
     gids = _ids(st["Gid"])[:3]
-    if all(u == caller.uid for u in uids) and all(g == caller.gid for g in gids):
+    # A target whose effective uid is root can pass on the ids alone only
+    # if /proc/PID is owned by a non-root uid equal to it: never, so the
+    # stat is skipped (the decision is the same).
+    if uids[1] != 0 and all(u == caller.uid for u in uids) and all(g == caller.gid for g in gids):
         try:
             owner_uid, _ = procfs.owner_of(target)
         except ProcessLookupError:

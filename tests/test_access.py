@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+from conftest import _runnable_by_anyone
+
 from sigfs import access
 
 SWITCHER = """
@@ -114,3 +116,42 @@ def test_effective_caps_agree_with_proc() -> None:
         assert access.Caller(os.getpid(), 0, 0).privileged
     finally:
         _stop(proc)
+
+
+def test_the_decision_is_the_kernels(spawn, target_bin, unpriv_user, unpriv_user2) -> None:  # type: ignore[no-untyped-def]
+    """traceable() against a real PTRACE_SEIZE by the same caller, for
+    callers root and two users, and targets of each."""
+    targets = [spawn("counter"), spawn("counter", user=unpriv_user.name)]
+    targets.append(spawn("counter", user=unpriv_user2.name))
+    pids = [str(t.pid) for t in targets]
+    probe = _runnable_by_anyone(target_bin("ptprobe"))
+    answers: set[tuple[bool, bool]] = set()
+    for who in (None, unpriv_user, unpriv_user2):
+
+        def demote(who=who) -> None:  # type: ignore[no-untyped-def]
+            if who is not None:
+                os.setgroups([])
+                os.setresgid(who.gid, who.gid, who.gid)
+                os.setresuid(who.uid, who.uid, who.uid)
+
+        res = subprocess.run(
+            [probe, *pids],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            preexec_fn=demote,
+        )
+        assert res.returncode == 0, res.stderr
+        kernel = {line.split()[0]: line.split()[1] for line in res.stdout.splitlines()}
+        if who is None:
+            caller = access.Caller(os.getpid(), 0, 0, None, os.getpid())
+        else:
+            # A caller that is no ancestor of the targets, as the probe is not.
+            caller = access.Caller(1 << 22, who.uid, who.gid, False, 1 << 22)
+        for t in targets:
+            allowed = kernel[str(t.pid)] == "1"
+            assert access.traceable(caller, t.pid) == allowed, (who, t)
+            answers.add((who is None, allowed))
+    if access._yama_scope() == 0:
+        # Root may trace all; a user its own and no one else's.
+        assert answers == {(True, True), (False, True), (False, False)}
