@@ -341,7 +341,8 @@ def prepare(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     prep = Prepared(pid, dest, tmp, pages_fd, sink, started)
-    prep.mark("checked arguments, started preparing the pages file")
+    # Not mark(): nothing may raise between making prep and returning it.
+    prep.marks.append(("checked arguments, started preparing the pages file", time.monotonic()))
     return prep
 
 

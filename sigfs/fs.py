@@ -78,7 +78,7 @@ class SigFS(pyfuse3.Operations):
         self._open: dict[int, bytes] = {}
         self._writers: dict[int, tuple[Node, FileContext]] = {}
         self._streams: dict[int, StreamReader] = {}
-        # fh -> (name, inode, the owner's status or None) for each entry.
+        # fh -> (name, inode, its owner or None for root's) for each entry.
         self._dirs: dict[int, list[tuple[bytes, int, Owner | None]]] = {}
         self._fh = itertools.count(1)
         self.own_pid = os.getpid()

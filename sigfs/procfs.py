@@ -11,28 +11,37 @@ import errno
 import os
 
 
-def _read_bytes(path: str) -> bytes:
+def _open(path: str) -> int:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
+
+
+def _read_fd(fd: int, path: str) -> bytes:
+    """The whole file from offset 0 (a /proc seq file is made afresh)."""
     try:
         # /proc's seq files hand over everything that fits in one read, so a
         # short first read is the whole file (no second read for EOF).
-        first = os.read(fd, 16384)
+        first = os.pread(fd, 16384, 0)
         if len(first) < 16384:
             return first
         chunks = [first]
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
+        off = len(first)
+        while chunk := os.pread(fd, 65536, off):
             chunks.append(chunk)
+            off += len(chunk)
     except ProcessLookupError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
+    return b"".join(chunks)
+
+
+def _read_bytes(path: str) -> bytes:
+    fd = _open(path)
+    try:
+        return _read_fd(fd, path)
     finally:
         os.close(fd)
-    return b"".join(chunks)
 
 
 def _read(path: str) -> str:
@@ -104,25 +113,20 @@ class StatusFiles:
         self._fds: dict[int, int] = {}  # pid -> fd, oldest first
 
     def read(self, pid: int) -> Status:
+        path = status_path(pid)
         fd = self._fds.pop(pid, -1)
         if fd >= 0:
             try:
-                data = _pread_all(fd)
+                data = _read_fd(fd, path)
             except OSError:
                 data = b""
             if data:
                 self._fds[pid] = fd  # most recent last
                 return Status(data)
             os.close(fd)
+        fd = _open(path)
         try:
-            fd = os.open(status_path(pid), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
-        try:
-            data = _pread_all(fd)
-        except ProcessLookupError:
-            os.close(fd)
-            raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+            data = _read_fd(fd, path)
         except BaseException:
             os.close(fd)
             raise
@@ -136,18 +140,6 @@ class StatusFiles:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
-
-
-def _pread_all(fd: int) -> bytes:
-    first = os.pread(fd, 16384, 0)
-    if len(first) < 16384:
-        return first
-    chunks = [first]
-    off = len(first)
-    while chunk := os.pread(fd, 65536, off):
-        chunks.append(chunk)
-        off += len(chunk)
-    return b"".join(chunks)
 
 
 def hex_field(status: Status, key: str) -> int:
