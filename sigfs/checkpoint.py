@@ -153,6 +153,9 @@ class _Dump:
     started: str
     #: (file, seconds) while frozen, the threads' files summed: ``--timings``.
     costs: list[tuple[str, float]]
+    #: (relative path, render) of the files read while frozen but rendered
+    #: only afterwards (``Entry.collect``): see :func:`_render_deferred`.
+    deferred: list[tuple[str, Callable[[], bytes]]]
 
 
 def _pages_progress(progress: Progress, stream: PagesStream) -> None:
@@ -186,6 +189,7 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
     tids = sorted(a.tid for a in tracer.frozen[pid])
     errors = ErrorLog()
     files: list[tuple[str, int]] = []
+    deferred: list[tuple[str, Callable[[], bytes]]] = []
     pages_count = 0
     costs: dict[str, float] = {}
     for rel, node, tid in _image_files(tids):
@@ -200,6 +204,8 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
                 stream.dump(sink, functools.partial(_pages_progress, progress, stream))
             pages_count = stream.total_pages
             files.append((rel, sink.size))
+        elif entry.collect is not None:
+            deferred.append((rel, await entry.collect(ctx)))
         else:
             data = await entry.load(ctx)
             _write(dest, data)
@@ -209,7 +215,16 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
     began = time.monotonic()
     fpu: Fpu = await read_fpu(tracer, pid, pid)
     costs["fpu (for MANIFEST)"] = time.monotonic() - began
-    return _Dump(files, pages_count, fpu, _process_start(pid), list(costs.items()))
+    return _Dump(files, pages_count, fpu, _process_start(pid), list(costs.items()), deferred)
+
+
+def _render_deferred(tmp: str, dump: _Dump) -> None:
+    """Render and write the files whose reading was all the freeze needed."""
+    for rel, render in dump.deferred:
+        data = render()
+        _write(os.path.join(tmp, rel), data)
+        dump.files.append((rel, len(data)))
+    dump.deferred.clear()
 
 
 def _write_manifest(
@@ -347,8 +362,11 @@ def prepare(
 
 
 def _complete(prep: Prepared, dump: _Dump, progress: Progress, checksum: str) -> int:
-    """Checksum, write MANIFEST, cut ``pages`` to length and rename
-    ``DIR.partial`` to ``DIR``: the image is whole.  Returns its bytes."""
+    """Render what was left to render, checksum, write MANIFEST, cut
+    ``pages`` to length and rename ``DIR.partial`` to ``DIR``: the image is
+    whole.  Returns its bytes."""
+    _render_deferred(prep.tmp, dump)
+    prep.mark("rendered the files read while frozen")
     nbytes = _write_manifest(prep.pid, prep.tmp, dump, progress, prep.sink, checksum)
     prep.mark("checksummed, wrote MANIFEST")
     prep.sink.finish()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import errno
 import time
 from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from sigfs import image, procfs, state
 from sigfs.formats import action as action_fmt
@@ -108,8 +110,24 @@ async def load_shared_pending(ctx: FileContext) -> bytes:
     return await _load_pending(ctx, shared=True)
 
 
-async def load_action(ctx: FileContext) -> bytes:
-    return action_fmt.render(await state.read_actions(ctx.tracer, ctx.pid)).encode()
+# The second step of a two-step loader: the file's bytes, rendered.
+Render: TypeAlias = Callable[[], bytes]
+
+
+def _two_steps(
+    collect: Callable[[FileContext], Awaitable[Render]],
+) -> Callable[[FileContext], Awaitable[bytes]]:
+    """A loader made of a collector (see ``Entry.collect``) run at once."""
+
+    async def load(ctx: FileContext) -> bytes:
+        return (await collect(ctx))()
+
+    return load
+
+
+async def collect_action(ctx: FileContext) -> Render:
+    actions = await state.read_actions(ctx.tracer, ctx.pid)
+    return lambda: action_fmt.render(actions).encode()
 
 
 async def load_altstack(ctx: FileContext) -> bytes:
@@ -128,8 +146,9 @@ async def load_regs(ctx: FileContext) -> bytes:
     return regs_fmt.render(await image.read_regs(ctx.tracer, ctx.pid, ctx.tid)).encode()
 
 
-async def load_fpu(ctx: FileContext) -> bytes:
-    return fpu_fmt.render(await image.read_fpu(ctx.tracer, ctx.pid, ctx.tid)).encode()
+async def collect_fpu(ctx: FileContext) -> Render:
+    fpu = await image.read_fpu(ctx.tracer, ctx.pid, ctx.tid)
+    return lambda: fpu_fmt.render(fpu).encode()
 
 
 async def load_status(ctx: FileContext) -> bytes:
@@ -140,8 +159,9 @@ async def load_fds(ctx: FileContext) -> bytes:
     return fds_fmt.render(image.read_fds(ctx.pid)).encode()
 
 
-async def load_mm(ctx: FileContext) -> bytes:
-    return mm_fmt.render(await image.read_mm(ctx.tracer, ctx.pid)).encode()
+async def collect_mm(ctx: FileContext) -> Render:
+    raw = await image.read_mm_raw(ctx.tracer, ctx.pid)
+    return lambda: mm_fmt.render(image.mm_from_raw(raw)).encode()
 
 
 async def load_none(ctx: FileContext) -> bytes:
@@ -182,10 +202,11 @@ ENTRIES: list[Entry] = [
     Entry(
         "sig/action",
         Scope.PROCESS,
-        load_action,
+        _two_steps(collect_action),
         True,
         "the 64 sigactions: signum flags mask handler restorer",
         injects=True,
+        collect=collect_action,
     ),
     Entry(
         "sig/altstack",
@@ -225,7 +246,14 @@ ENTRIES: list[Entry] = [
         "recent error messages about this process, newest last",
     ),
     Entry("regs", Scope.THREAD, load_regs, True, "general registers and syscall state"),
-    Entry("fpu", Scope.THREAD, load_fpu, True, "FPU/SSE/AVX state and the whole xsave area"),
+    Entry(
+        "fpu",
+        Scope.THREAD,
+        _two_steps(collect_fpu),
+        True,
+        "FPU/SSE/AVX state and the whole xsave area",
+        collect=collect_fpu,
+    ),
     Entry(
         "status",
         Scope.PROCESS,
@@ -235,7 +263,15 @@ ENTRIES: list[Entry] = [
         injects=True,
     ),
     Entry("fds", Scope.PROCESS, load_fds, False, "open file descriptors, cwd and root"),
-    Entry("mm", Scope.PROCESS, load_mm, True, "mm fields, auxv and every VMA", injects=True),
+    Entry(
+        "mm",
+        Scope.PROCESS,
+        _two_steps(collect_mm),
+        True,
+        "mm fields, auxv and every VMA",
+        injects=True,
+        collect=collect_mm,
+    ),
     Entry(
         "pages",
         Scope.PROCESS,

@@ -14,6 +14,7 @@ import os
 import resource
 import stat
 import struct
+from dataclasses import dataclass
 
 from sigfs import inject, procfs
 from sigfs import ptrace_raw as pt
@@ -313,11 +314,39 @@ async def read_brk(tracer: Tracer, tgid: int) -> int:
             return await inj.check(SYS_BRK, 0)
 
 
-async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
+@dataclass(frozen=True)
+class MmRaw:
+    """What ``mm`` is made of, as the kernel gave it: read while the process
+    holds still, parsed (:func:`mm_from_raw`) whenever."""
+
+    brk: int
+    stat: list[str]
+    maps: str
+    smaps: str
+    exe: str
+    auxv: tuple[tuple[int, int], ...]
+
+
+async def read_mm_raw(tracer: Tracer, tgid: int) -> MmRaw:
     brk = await read_brk(tracer, tgid)
     fields = _stat_fields(tgid)
-    vmas = mm_fmt.parse_proc_maps(_read_text(f"/proc/{tgid}/maps"))
-    vmflags = mm_fmt.parse_smaps_vmflags(_read_text(f"/proc/{tgid}/smaps"))
+    maps = _read_text(f"/proc/{tgid}/maps")
+    smaps = _read_text(f"/proc/{tgid}/smaps")
+    try:
+        exe = _readlink(f"/proc/{tgid}/exe")
+    except OSError:
+        exe = ""
+    return MmRaw(brk, fields, maps, smaps, exe, read_auxv(tgid))
+
+
+async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
+    return mm_from_raw(await read_mm_raw(tracer, tgid))
+
+
+def mm_from_raw(raw: MmRaw) -> mm_fmt.Mm:
+    fields, brk = raw.stat, raw.brk
+    vmas = mm_fmt.parse_proc_maps(raw.maps)
+    vmflags = mm_fmt.parse_smaps_vmflags(raw.smaps)
     vmas = [
         mm_fmt.Vma(
             start=v.start,
@@ -331,10 +360,6 @@ async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
         )
         for v in vmas
     ]
-    try:
-        exe = _readlink(f"/proc/{tgid}/exe")
-    except OSError:
-        exe = ""
     return mm_fmt.Mm(
         start_code=_field(fields, 26),
         end_code=_field(fields, 27),
@@ -347,7 +372,7 @@ async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
         arg_end=_field(fields, 49),
         env_start=_field(fields, 50),
         env_end=_field(fields, 51),
-        exe=exe,
-        auxv=read_auxv(tgid),
+        exe=raw.exe,
+        auxv=raw.auxv,
         vmas=tuple(vmas),
     )

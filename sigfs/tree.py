@@ -53,6 +53,10 @@ class Entry:
     store: Callable[[FileContext, bytes], Awaitable[None]] | None = None
     # For streams too large to render at open (pages): a sequential reader.
     open_stream: Callable[[FileContext], Awaitable[StreamReader]] | None = None
+    # ``load`` in two steps, for `sigfs checkpoint`: the reading, done while
+    # the process is frozen, returns the rendering, which can wait until it
+    # runs again.  ``load`` must be the two run back to back.
+    collect: Callable[[FileContext], Awaitable[Callable[[], bytes]]] | None = None
 
 
 @dataclass(frozen=True)
