@@ -93,7 +93,6 @@ class Result:
     bytes: int
     pages: int
     frozen_seconds: float
-    seconds: float
     marks: list[tuple[str, float]] = field(default_factory=list)
     #: (file, seconds) of the copy while frozen, for ``--timings``.
     costs: list[tuple[str, float]] = field(default_factory=list)
@@ -307,7 +306,6 @@ class Prepared:
     tmp: str
     pages_fd: int
     sink: BufferSink
-    started: float
     #: (what was done, when): the phases ``--timings`` prints.
     marks: list[tuple[str, float]] = field(default_factory=list)
     #: How far it got, for the message when it is interrupted.
@@ -336,7 +334,6 @@ def prepare(
 ) -> Prepared:
     """Check the arguments and start allocating the pages file in the
     background (see :class:`BufferSink`)."""
-    started = time.monotonic()
     if os.path.lexists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise CheckpointError(f"{dest} exists and is not an empty directory")
     if procfs.tgid_of(pid) != pid:
@@ -355,7 +352,7 @@ def prepare(
             os.close(pages_fd)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    prep = Prepared(pid, dest, tmp, pages_fd, sink, started)
+    prep = Prepared(pid, dest, tmp, pages_fd, sink)
     # Not mark(): nothing may raise between making prep and returning it.
     prep.marks.append(("checked arguments, started preparing the pages file", time.monotonic()))
     return prep
@@ -446,7 +443,6 @@ async def run_checkpoint(
         nbytes,
         dump.pages,
         thawed_at - frozen_at,
-        time.monotonic() - prep.started,
         prep.marks,
         dump.costs,
     )
@@ -485,7 +481,8 @@ def main(
         print(
             f"sigfs: checkpoint of {pid} in {result.path}: {result.files} files, "
             f"{result.bytes >> 10} KiB, {result.pages} pages; frozen "
-            f"{result.frozen_seconds * 1e3:.1f} ms, {result.seconds * 1e3:.1f} ms in all; "
+            f"{result.frozen_seconds * 1e3:.1f} ms, "
+            f"{(time.monotonic() - _started_at()) * 1e3:.0f} ms in all; "
             f"process {what}",
             file=sys.stderr,
         )

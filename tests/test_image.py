@@ -715,7 +715,7 @@ def test_an_interrupt_python_swallowed_is_acted_on_at_the_next_phase(tmp_path) -
     assert seen == [other]
 
     fd = os.open(tmp_path / "pages", os.O_RDWR | os.O_CREAT, 0o600)
-    prep = checkpoint.Prepared(1, "d", "d.partial", fd, BufferSink(fd, 0), time.monotonic())
+    prep = checkpoint.Prepared(1, "d", "d.partial", fd, BufferSink(fd, 0))
     try:
         prep.mark("quiet")
         checkpoint._pending.append(signal.SIGTERM)
