@@ -141,3 +141,38 @@ def test_one_shot_commands_do_not_import_trio(spawn, tmp_path: Path, command: st
         assert (tmp_path / "img" / "MANIFEST").is_file()
     else:
         assert "SIGUSR1" in res.stdout
+
+
+def test_shield_holds_an_interrupt_until_the_block_is_over() -> None:
+    """Under run(), Ctrl-C inside a shielded block (a thread holding sigfs's
+    registers) is raised only once the block is done, and then at once."""
+    steps: list[str] = []
+
+    async def work() -> None:
+        with aio.shield():
+            # At the main thread itself: this test process has other threads
+            # (target readers), which do not block it the way sigfs's do.
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            await aio.sleep(0.05)  # it would be raised here, unshielded
+            steps.append("block finished")
+        steps.append("after the block")  # not reached: raised on the way out
+
+    with pytest.raises(KeyboardInterrupt):
+        aio.run(work)
+    assert steps == ["block finished"]
+    # The mask is as it was: the signal is deliverable again.
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+def test_a_helper_thread_that_blocks_interrupts_leaves_them_to_the_main_thread() -> None:
+    got: list[str] = []
+
+    def helper() -> None:
+        aio.block_interrupts()
+        got.append(str(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())))
+
+    t = threading.Thread(target=helper)
+    t.start()
+    t.join()
+    assert got == ["True"]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
