@@ -19,10 +19,11 @@ def _open(path: str) -> int:
 
 
 def _read_fd(fd: int, path: str) -> bytes:
-    """The whole file from offset 0 (a /proc seq file is made afresh)."""
+    """A file of one record (status, stat, comm, syscall) from offset 0,
+    made afresh.  The kernel renders such a file whole into one buffer and
+    hands over all that fits in one read, so a short first read is all of
+    it (no second read for EOF, which would render it again)."""
     try:
-        # /proc's seq files hand over everything that fits in one read, so a
-        # short first read is the whole file (no second read for EOF).
         first = os.pread(fd, 16384, 0)
         if len(first) < 16384:
             return first
@@ -37,11 +38,28 @@ def _read_fd(fd: int, path: str) -> bytes:
 
 
 def _read_bytes(path: str) -> bytes:
+    """A one-record /proc file (see :func:`_read_fd`)."""
     fd = _open(path)
     try:
         return _read_fd(fd, path)
     finally:
         os.close(fd)
+
+
+def _read_records(path: str) -> bytes:
+    """A /proc file of many records (maps): the kernel hands over at most
+    one buffer (a page) of them per read, so a short read is not the end;
+    read on until EOF."""
+    fd = _open(path)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except ProcessLookupError:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def _read(path: str) -> str:
@@ -173,7 +191,7 @@ def comm(pid: int) -> str:
 
 def find_mapping(pid: int, name: str) -> tuple[int, int] | None:
     """(start, end) of the first mapping whose path column equals ``name``."""
-    for line in _read(f"/proc/{pid}/maps").splitlines():
+    for line in _read_records(f"/proc/{pid}/maps").decode("utf-8", "replace").splitlines():
         parts = line.split(None, 5)
         if len(parts) == 6 and parts[5] == name:
             start, _, end = parts[0].partition("-")
@@ -198,7 +216,7 @@ def owner_of(pid: int) -> tuple[int, int]:
 
 
 def read_maps(pid: int) -> str:
-    return _read(f"/proc/{pid}/maps")
+    return _read_records(f"/proc/{pid}/maps").decode("utf-8", "replace")
 
 
 def is_mounted(path: str) -> bool:

@@ -727,3 +727,29 @@ def test_an_interrupt_python_swallowed_is_acted_on_at_the_next_phase(tmp_path) -
         checkpoint._pending.clear()
         prep.sink.discard()
         os.close(fd)
+
+
+def test_a_process_with_many_mappings_is_read_whole(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """/proc/PID/maps of more than a page comes in several reads: sigfs must
+    not take the first for the whole (it once did, and then found no [vdso]
+    and left the last mappings, the stack among them, out of `pages`)."""
+    import io
+
+    from sigfs import procfs
+
+    t = spawn("threads", "30")  # a guard page and a stack per thread
+    with open(f"/proc/{t.pid}/maps") as f:
+        full = f.read()
+    assert len(full) > 5000, len(full)
+    assert procfs.read_maps(t.pid) == full
+    assert procfs.find_mapping(t.pid, "[vdso]") is not None
+    img = str(tmp_path / "img")
+    res = checkpoint(t.pid, img, "--leave-running")
+    assert res.returncode == 0, res.stderr
+    stack = next(line.split()[0] for line in full.splitlines() if line.endswith("[stack]"))
+    lo, hi = (int(x, 16) for x in stack.split("-"))
+    with open(os.path.join(img, "pages"), "rb") as f:
+        addrs = [vaddr for vaddr, _n, _fl, _p in pages_fmt.iter_records(io.BytesIO(f.read()))]
+    assert any(lo <= a < hi for a in addrs), "no page of the main stack in the image"
+    with open(os.path.join(img, "mm")) as f:
+        assert f.read().count("\nvma ") + 1 >= full.count("\n") - 3
