@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sigfs.formats import FormatError, fds, fpu, manifest, mm, pages, regs, status
@@ -70,6 +70,47 @@ def test_path_escape_round_trip(path: str) -> None:
     assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in escaped)
     assert not escaped.startswith(" ") and not escaped.endswith(" ")
     escaped.encode("utf-8")  # no surrogates left: the text is valid UTF-8
+
+
+def _render_path_one_char_at_a_time(path: str) -> str:
+    """render_path as it was before its fast path: the reference."""
+    out: list[str] = []
+    last = len(path) - 1
+    for i, ch in enumerate(path):
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            raise FormatError(None, "lone surrogate")
+        elif ch == " " and (i == 0 or i == last):
+            out.append("\\x20")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+# Paths made mostly of the characters that matter: the special ones and
+# plain ones, so both the fast path and the loop are taken often.
+_PATH_CHARS = st.sampled_from(list("ab /\\ \x00\x1f\x7f\udc80\udcff\ud800é")) | st.characters()
+
+
+@given(st.text(alphabet=_PATH_CHARS))
+@example(" lead")
+@example("trail ")
+@example(" ")
+@example("/usr/lib/x86_64-linux-gnu/libc.so.6")
+def test_render_path_fast_path_is_the_same(path: str) -> None:
+    try:
+        want = _render_path_one_char_at_a_time(path)
+    except FormatError:
+        with pytest.raises(FormatError):
+            render_path(path)
+        return
+    assert render_path(path) == want
 
 
 @pytest.mark.parametrize(

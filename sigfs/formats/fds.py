@@ -83,6 +83,10 @@ _KEYS = ("fd", "kind", "flags", "pos", "cloexec", "mnt_id", "ino", "shared", "de
 _EXTRA_KEY = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
 _OCTAL = re.compile(r"0o[0-7]{1,30}")
 _HEX2 = re.compile(r"[0-9a-fA-F]{2}")
+# A character render_path must escape or refuse (anywhere in a path), and
+# the control characters parse_path refuses raw.
+_SPECIAL = re.compile(r"[\\\x00-\x1f\x7f\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # ---------------------------------------------------------------------------------------
@@ -105,6 +109,8 @@ def _check_encodable(path: str, what: str) -> None:
 
 def render_path(path: str) -> str:
     """Escape ``path`` for a text line (see the module docstring); the inverse of parse."""
+    if not _SPECIAL.search(path) and not path.startswith(" ") and not path.endswith(" "):
+        return path  # the common case, without a loop over every character
     out: list[str] = []
     last = len(path) - 1
     for i, ch in enumerate(path):
@@ -128,8 +134,9 @@ def parse_path(text: str, what: str = "path", line: int | None = None) -> str:
     """Undo :func:`render_path`: ``\\\\`` and ``\\xHH`` escapes; raw control characters
     are refused (a stray ``\\r`` from CRLF input would otherwise become part of a name)."""
     if "\\" not in text:
-        bad = next((c for c in text if ord(c) < 0x20 or ord(c) == 0x7F), None)
-        if bad is not None:
+        found = _CONTROL.search(text)
+        if found is not None:
+            bad = found.group()
             raise FormatError(line, f"{what}: control character {bad!r}; write it as \\x..")
         _check_surrogates(text, what, line)
         return text
