@@ -356,6 +356,10 @@ def parse_proc_maps(text: str) -> list[Vma]:
     return result
 
 
+def _line_at(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
 def parse_smaps_vmflags(text: str) -> dict[int, tuple[str, ...]]:
     """``{start: VmFlags mnemonics}`` from ``/proc/PID/smaps`` text.
 
@@ -369,12 +373,14 @@ def parse_smaps_vmflags(text: str) -> dict[int, tuple[str, ...]]:
         if m[1] is not None:
             start = int(m[1], 16)
             continue
-        number = text.count("\n", 0, m.start()) + 1
+        # The line number only for an error: counting it for every line
+        # would make the scan quadratic in the text's length.
         if start is None:
-            raise FormatError(number, "VmFlags line before any mapping")
+            raise FormatError(_line_at(text, m.start()), "VmFlags line before any mapping")
         flags = tuple(m[2].split())
         for flag in flags:
             if not _VMFLAG.fullmatch(flag):
+                number = _line_at(text, m.start())
                 raise FormatError(number, f"bad VmFlags mnemonic {show(flag)}")
         result[start] = flags
     return result
