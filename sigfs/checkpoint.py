@@ -134,16 +134,6 @@ def _write(path: str, data: bytes) -> None:
         f.write(data)
 
 
-def _checksum(algo: str, path: str) -> str:
-    from sigfs.formats import manifest as manifest_fmt
-
-    digest = manifest_fmt.hasher(algo)
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass
 class _Dump:
     files: list[tuple[str, int]]
@@ -153,8 +143,11 @@ class _Dump:
     #: (file, seconds) while frozen, the threads' files summed: ``--timings``.
     costs: list[tuple[str, float]]
     #: (relative path, render) of the files read while frozen but rendered
-    #: only afterwards (``Entry.collect``): see :func:`_render_deferred`.
+    #: (``Entry.collect``) or written only afterwards: see
+    #: :func:`_render_deferred`.
     deferred: list[tuple[str, Callable[[], bytes]]]
+    #: Their checksums, computed from the bytes as they are written.
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def _pages_progress(progress: Progress, stream: PagesStream) -> None:
@@ -177,7 +170,7 @@ def buffer_capacity(pid: int, budget: int) -> int:
     return min(want, budget)
 
 
-async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: BufferSink) -> _Dump:
+async def _dump(tracer: Tracer, pid: int, progress: Progress, sink: BufferSink) -> _Dump:
     """Everything that needs the process frozen, and nothing else: the pages
     go into the prepared pages file (``sink``), written and hashed by its
     writer thread as they are copied."""
@@ -196,7 +189,6 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
         assert entry is not None
         began = time.monotonic()
         ctx = FileContext(tracer, errors, pid, tid or pid, rel)
-        dest = os.path.join(tmp, rel)
         if entry.open_stream is not None:
             stream = PagesStream(pid, dumpable_vmas(procfs.read_maps(pid)))
             with stream:
@@ -206,9 +198,10 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
         elif entry.collect is not None:
             deferred.append((rel, await entry.collect(ctx)))
         else:
+            # Written after the thaw too: a file write costs some 30 us, and
+            # a process with a hundred threads has five hundred files.
             data = await entry.load(ctx)
-            _write(dest, data)
-            files.append((rel, len(data)))
+            deferred.append((rel, functools.partial(bytes, data)))
         key = _cost_key(rel)
         costs[key] = costs.get(key, 0.0) + time.monotonic() - began
     began = time.monotonic()
@@ -217,29 +210,31 @@ async def _dump(tracer: Tracer, pid: int, tmp: str, progress: Progress, sink: Bu
     return _Dump(files, pages_count, fpu, _process_start(pid), list(costs.items()), deferred)
 
 
-def _render_deferred(tmp: str, dump: _Dump) -> None:
-    """Render and write the files whose reading was all the freeze needed."""
+def _render_deferred(tmp: str, dump: _Dump, algo: str) -> None:
+    """Render and write the files whose reading was all the freeze needed,
+    and checksum them on the way."""
+    from sigfs.formats import manifest as manifest_fmt
+
     for rel, render in dump.deferred:
         data = render()
         _write(os.path.join(tmp, rel), data)
         dump.files.append((rel, len(data)))
+        dump.digests[rel] = manifest_fmt.digest(algo, data)
     dump.deferred.clear()
 
 
 def _write_manifest(
     pid: int, tmp: str, dump: _Dump, progress: Progress, sink: BufferSink, algo: str
 ) -> int:
-    """Checksum every file and write MANIFEST."""
+    """Write MANIFEST: the small files were checksummed as they were
+    written, ``pages`` by the sink's writer thread."""
     from sigfs.formats import manifest as manifest_fmt
 
     total = sum(size for _, size in dump.files)
     done = 0
     entries = []
     for rel, size in dump.files:
-        if rel == "pages":
-            value = sink.digest(algo)
-        else:
-            value = _checksum(algo, os.path.join(tmp, rel))
+        value = sink.digest(algo) if rel == "pages" else dump.digests[rel]
         entries.append((rel, size, value))
         done += size
         progress.update("checksum", done, total)
@@ -362,8 +357,8 @@ def _complete(prep: Prepared, dump: _Dump, progress: Progress, checksum: str) ->
     """Render what was left to render, checksum, write MANIFEST, cut
     ``pages`` to length and rename ``DIR.partial`` to ``DIR``: the image is
     whole.  Returns its bytes."""
-    _render_deferred(prep.tmp, dump)
-    prep.mark("rendered the files read while frozen")
+    _render_deferred(prep.tmp, dump, checksum)
+    prep.mark("wrote the files read while frozen")
     nbytes = _write_manifest(prep.pid, prep.tmp, dump, progress, prep.sink, checksum)
     prep.mark("checksummed, wrote MANIFEST")
     prep.sink.finish()
@@ -389,7 +384,7 @@ async def run_checkpoint(
     from sigfs.tracer import Tracer
 
     prep.mark("imported the tracer and the loaders")
-    pid, tmp, sink = prep.pid, prep.tmp, prep.sink
+    pid, sink = prep.pid, prep.sink
     tracer = Tracer()
     frozen_at = thawed_at = time.monotonic()
     try:
@@ -400,7 +395,7 @@ async def run_checkpoint(
         await tracer.freeze(pid)
         frozen_at = time.monotonic()
         prep.mark("froze every thread")
-        dump = await _dump(tracer, pid, tmp, progress, sink)
+        dump = await _dump(tracer, pid, progress, sink)
         prep.mark(COPIED)
         if not leave_running:
             nbytes = _complete(prep, dump, progress, checksum)

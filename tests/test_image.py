@@ -616,7 +616,7 @@ def test_checkpoint_timings_show_every_phase_each_file_and_the_peak_memory(
         "froze every thread",
         "copied the state and the pages",
         "thawed",
-        "rendered the files read while frozen",
+        "wrote the files read while frozen",
         "checksummed, wrote MANIFEST",
         "published the image",
         "closed",
