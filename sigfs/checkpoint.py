@@ -182,6 +182,7 @@ async def _dump(tracer: Tracer, pid: int, progress: Progress, sink: BufferSink) 
     errors = ErrorLog()
     files: list[tuple[str, int]] = []
     deferred: list[tuple[str, Callable[[], bytes]]] = []
+    batches: dict[str, dict[int, bytes]] = {}  # Entry.batch results, by path
     pages_count = 0
     costs: dict[str, float] = {}
     for rel, node, tid in _image_files(tids):
@@ -197,6 +198,10 @@ async def _dump(tracer: Tracer, pid: int, progress: Progress, sink: BufferSink) 
             files.append((rel, sink.size))
         elif entry.collect is not None:
             deferred.append((rel, await entry.collect(ctx)))
+        elif entry.batch is not None:
+            if entry.path not in batches:
+                batches[entry.path] = await entry.batch(ctx)
+            deferred.append((rel, functools.partial(bytes, batches[entry.path][tid or pid])))
         else:
             # Written after the thaw too: a file write costs some 30 us, and
             # a process with a hundred threads has five hundred files.

@@ -134,6 +134,11 @@ async def load_altstack(ctx: FileContext) -> bytes:
     return altstack_fmt.render(await state.read_altstack(ctx.tracer, ctx.pid, ctx.tid)).encode()
 
 
+async def batch_altstack(ctx: FileContext) -> dict[int, bytes]:
+    found = await state.read_altstacks_frozen(ctx.tracer, ctx.pid)
+    return {tid: altstack_fmt.render(alt).encode() for tid, alt in found.items()}
+
+
 async def load_waiters(ctx: FileContext) -> bytes:
     return waiters_fmt.render(state.read_waiters(ctx.pid)).encode()
 
@@ -215,6 +220,7 @@ ENTRIES: list[Entry] = [
         True,
         "sigaltstack: sp size flags",
         injects=True,
+        batch=batch_altstack,
     ),
     Entry("sig/blocked", Scope.THREAD, load_blocked, False, "blocked mask, 64 0/1 characters"),
     Entry(

@@ -10,6 +10,7 @@ can ask (sigactions, the altstack).
 from __future__ import annotations
 
 import errno
+import os
 
 from sigfs import inject, procfs
 from sigfs import ptrace_raw as pt
@@ -116,6 +117,23 @@ async def read_altstack(tracer: Tracer, tgid: int, tid: int) -> AltStack:
         async with inject.Injection(tracer, att) as inj:
             sp, size, flags = await inject.read_altstack(inj)
     return AltStack(sp=sp, size=size, flags=flags)
+
+
+async def read_altstacks_frozen(tracer: Tracer, tgid: int) -> dict[int, AltStack]:
+    """The sigaltstack of every thread of a frozen process, by one injected
+    sigaltstack(NULL, &old) in each, stepped in all threads at once."""
+    atts = list(tracer.frozen[tgid])
+    out: dict[int, AltStack] = {}
+    async with tracer.process_lock(tgid), inject.sessions(tracer, atts) as injs:
+        results = await inject.syscall_in_threads(
+            injs, inject.SYS["sigaltstack"], lambda inj: (0, inj.scratch)
+        )
+        for inj, result in zip(injs, results, strict=True):
+            if -4096 < result < 0:
+                raise OSError(-result, f"sigaltstack in {inj.tid}: {os.strerror(-result)}")
+            sp, size, flags = inject.unpack_altstack(inj.read(inj.scratch, inject.STACK_T.size))
+            out[inj.tid] = AltStack(sp=sp, size=size, flags=flags)
+    return out
 
 
 def read_waiters(tgid: int) -> list[Waiter]:

@@ -57,6 +57,11 @@ class Entry:
     # the process is frozen, returns the rendering, which can wait until it
     # runs again.  ``load`` must be the two run back to back.
     collect: Callable[[FileContext], Awaitable[Callable[[], bytes]]] | None = None
+    # For a thread-scoped file of a frozen process, in `sigfs checkpoint`:
+    # the file of every held thread at once, {tid: bytes}, equal to what
+    # ``load`` gives for each (altstack: one injection stepped in all
+    # threads together instead of one thread after another).
+    batch: Callable[[FileContext], Awaitable[dict[int, bytes]]] | None = None
 
 
 @dataclass(frozen=True)

@@ -753,3 +753,32 @@ def test_a_process_with_many_mappings_is_read_whole(spawn, tmp_path) -> None:  #
     assert any(lo <= a < hi for a in addrs), "no page of the main stack in the image"
     with open(os.path.join(img, "mm")) as f:
         assert f.read().count("\nvma ") + 1 >= full.count("\n") - 3
+
+
+def test_every_threads_altstack_in_one_batch(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """30 threads, each with its own sigaltstack and half of them asleep in
+    read() (a syscall to restart): the batch that steps sigaltstack in every
+    thread at once gives each its own, and every thread sleeps on untouched,
+    its signal still pending and its syscall unbroken."""
+    from sigfs.formats import altstack as altstack_fmt
+
+    t = spawn("threads", "30")
+    tids = [int(x) for x in t.ready_info["tids"].split(",")]
+    stacks = [s.split(":") for s in t.ready_info["stacks"].split(",")]
+    before = {tid: t.status(tid) for tid in tids}
+    img = str(tmp_path / "img")
+    res = checkpoint(t.pid, img, "--leave-running")
+    assert res.returncode == 0, res.stderr
+    for tid, (sp, size) in zip(tids, stacks, strict=True):
+        with open(os.path.join(img, "task", str(tid), "sig", "altstack")) as f:
+            alt = altstack_fmt.parse(f.read())
+        assert (alt.sp, alt.size, alt.flags) == (int(sp, 16), int(size), 0), tid
+    with open(os.path.join(img, "sig", "altstack")) as f:
+        assert altstack_fmt.parse(f.read()).size == 0  # the main thread has none
+    for tid in tids:
+        st = t.status(tid)
+        for key in ("SigBlk", "SigPnd", "ShdPnd", "TracerPid"):
+            assert st[key] == before[tid][key], (tid, key)
+        with open(f"/proc/{t.pid}/task/{tid}/syscall") as f:
+            nr = f.read().split()[0]
+        assert nr in ("0", "34"), (tid, nr)  # still in read() or pause()
