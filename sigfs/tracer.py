@@ -411,17 +411,6 @@ class Tracer:
         if isinstance(asked, float):
             self.stop_wait_seconds += now - asked
 
-    async def hold(self, tgid: int, tid: int) -> Attachment:
-        """Seize and stop a thread and keep it stopped (freeze)."""
-        self._check_owner()
-        held = self.attached.get(tid)
-        if held is not None:
-            return held
-        with aio.shield():
-            att = await self._attach(tgid, tid)
-        att.held = True
-        return att
-
     def release(self, att: Attachment) -> None:
         """Detach a held thread; it runs on from where it stopped."""
         self._check_owner()
@@ -453,6 +442,7 @@ class Tracer:
                     ]
                     if not new:
                         break
+                    live = []
                     for tid in new:
                         try:
                             state = procfs.read_status(tgid, tid).get("State") or ""
@@ -460,13 +450,9 @@ class Tracer:
                             state = "X"
                         if state.startswith(("Z", "X")):
                             skipped.add(tid)  # an exited thread: nothing to stop
-                            continue
-                        try:
-                            held.append(await self.hold(tgid, tid))
-                        except TargetGone:
-                            if tid == tgid:
-                                raise
-                            skipped.add(tid)  # a thread that exited meanwhile
+                        else:
+                            live.append(tid)
+                    await self._hold_many(tgid, live, held, skipped)
             except BaseException:
                 with aio.shield():
                     for att in held:
@@ -477,6 +463,54 @@ class Tracer:
                 raise
             self.frozen[tgid] = held
             return [a.tid for a in held]
+
+    async def _hold_many(
+        self, tgid: int, tids: list[int], held: list[Attachment], skipped: set[int]
+    ) -> None:
+        """Seize and interrupt every thread of ``tids`` first, then wait for
+        each one's trap, so that their stops overlap (a hundred threads stop
+        in a few milliseconds, not tens).  Each stopped thread is appended to
+        ``held``; one that turns out to be gone to ``skipped`` (the leader's
+        exit raises).  On a failure, a thread asked to stop but not yet seen
+        stopped is left to :meth:`reap_stuck`, which lets it go once it
+        stops."""
+        waiting: list[Attachment] = []  # asked to stop, not yet seen stopped
+        with aio.shield():
+            try:
+                for tid in tids:
+                    try:
+                        att = self._seize(tgid, tid)
+                        att.extra["asked"] = time.monotonic()
+                        try:
+                            pt.interrupt(tid)
+                        except pt.TraceError as exc:
+                            self.attached.pop(tid, None)
+                            raise TargetGone(tid) from exc
+                    except TargetGone:
+                        if tid == tgid:
+                            raise
+                        skipped.add(tid)  # exited meanwhile
+                        continue
+                    waiting.append(att)
+                while waiting:
+                    att = waiting[0]
+                    try:
+                        await self._finish_attach(att)
+                    except TargetGone:
+                        waiting.pop(0)
+                        if att.tid == tgid:
+                            raise
+                        skipped.add(att.tid)
+                        continue
+                    waiting.pop(0)
+                    att.held = True
+                    held.append(att)
+            except BaseException:
+                for att in waiting:
+                    if self.attached.pop(att.tid, None) is not None:
+                        self._stuck[att.tid] = att
+                self.reap_stuck()  # those already in their trap go at once
+                raise
 
     async def thaw(self, tgid: int) -> int:
         """Let every thread of a frozen process run on, exactly where it was."""

@@ -782,3 +782,37 @@ def test_every_threads_altstack_in_one_batch(spawn, tmp_path) -> None:  # type: 
         with open(f"/proc/{t.pid}/task/{tid}/syscall") as f:
             nr = f.read().split()[0]
         assert nr in ("0", "34"), (tid, nr)  # still in read() or pause()
+
+
+def test_a_freeze_that_fails_halfway_lets_every_thread_go(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The last thread is held by strace: the threads before it were already
+    seized and asked to stop, all together; every one of them must run on
+    untraced, with its signal still pending and its mask as it was."""
+    t = spawn("threads", "8")
+    tids = [int(x) for x in t.ready_info["tids"].split(",")]
+    before = {tid: t.status(tid) for tid in [t.pid, *tids]}
+    victim = tids[-1]
+    strace = subprocess.Popen(
+        ["strace", "-p", str(victim), "-o", "/dev/null"], stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while t.status(victim)["TracerPid"] == "0" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        res = checkpoint(t.pid, str(tmp_path / "img"), "--leave-running")
+        assert res.returncode == 1
+        assert "already traced" in res.stderr, res.stderr
+        assert not (tmp_path / "img.partial").exists()
+        deadline = time.monotonic() + 5
+        for tid in [t.pid, *tids[:-1]]:
+            while t.status(tid)["TracerPid"] != "0" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            st = t.status(tid)
+            assert st["TracerPid"] == "0", tid
+            assert not st["State"].startswith(("t", "T")), (tid, st["State"])
+            for key in ("SigBlk", "SigPnd"):
+                assert st[key] == before[tid][key], (tid, key)
+    finally:
+        strace.terminate()
+        strace.wait()
+    assert t.alive()
