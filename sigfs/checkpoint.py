@@ -273,19 +273,27 @@ def _process_start(pid: int) -> str:
 
 
 async def _kill_frozen(tracer: Tracer, pid: int) -> None:
-    """SIGKILL a frozen process and let its traced threads go."""
+    """SIGKILL a frozen process and reap its traced threads' exits.
+
+    All threads are polled together: a traced thread's exit waits for its
+    tracer, and the leader's is reported only once every other thread is
+    gone, so waiting for the leader first would wait out the deadline."""
     held = tracer.frozen.pop(pid, [])
     os.kill(pid, signal.SIGKILL)
     for att in held:
         tracer.attached.pop(att.tid, None)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
+    left = {att.tid for att in held}
+    deadline = time.monotonic() + 5
+    while left and time.monotonic() < deadline:
+        for tid in list(left):
             try:
-                got, status = os.waitpid(att.tid, os.WNOHANG | 0x40000000)
+                got, status = os.waitpid(tid, os.WNOHANG | 0x40000000)
             except ChildProcessError:
-                break
+                left.discard(tid)
+                continue
             if got and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
-                break
+                left.discard(tid)
+        if left:
             await aio.sleep(0.001)
 
 

@@ -418,6 +418,22 @@ def test_checkpoint_kills_by_default(spawn, tmp_path) -> None:  # type: ignore[n
     assert os.path.exists(tmp_path / "img" / "MANIFEST")
 
 
+def test_checkpoint_kills_a_many_threaded_process_without_waiting_out_its_deadline(
+    spawn,  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
+    """The leader's exit is reported only after every other thread is
+    reaped: waiting for it first used to wait out the 5 s deadline."""
+    t = spawn("threads", "8")
+    res = checkpoint(t.pid, str(tmp_path / "img"))
+    assert res.returncode == 0, res.stderr
+    frozen_ms = float(res.stderr.split("frozen ")[1].split(" ms")[0])
+    assert frozen_ms < 2500, res.stderr  # nowhere near the 5000 ms deadline
+    t.proc.wait(timeout=10)
+    assert t.proc.returncode == -9
+    assert os.path.exists(tmp_path / "img" / "MANIFEST")
+
+
 def test_checkpoint_failures_leave_no_image(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
     res = checkpoint(999999999, str(tmp_path / "none"))
     assert res.returncode == 1 and not (tmp_path / "none").exists()
