@@ -832,3 +832,54 @@ def test_a_freeze_that_fails_halfway_lets_every_thread_go(spawn, tmp_path) -> No
         strace.terminate()
         strace.wait()
     assert t.alive()
+
+
+_MANY_OPENS = """
+import os, random, sys
+random.seed(7)
+fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(60)]
+for _ in range(40):  # dups of random ones: the same open file under new numbers
+    os.dup(random.choice(fds))
+fds2 = [os.open("/etc/hostname", os.O_RDONLY) for _ in range(5)]
+os.dup(fds2[2])
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_fds_sharing_among_many_opens_of_one_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Sixty opens of /dev/null and forty dups of them: each descriptor's
+    `shared` is the lowest descriptor on the same open file, as pairwise
+    kcmp says (the reader finds it by a binary search in kcmp's order)."""
+    import ctypes
+    import sys
+
+    from sigfs import image
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MANY_OPENS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        pid = proc.pid
+        got = {fd.fd: fd.shared for fd in image.read_fds(pid).fds}
+        fds = sorted(got)
+        assert len(fds) > 100
+        for fd in fds:
+            want = next(
+                other
+                for other in fds
+                if other <= fd and libc.syscall(312, pid, pid, 0, other, fd) == 0
+            )
+            assert got[fd] == want, fd
+        assert len(set(got.values())) < len(fds) - 30  # the dups were found
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
