@@ -85,6 +85,26 @@ class StubUnavailable(InjectionError):
     """The process cannot run injected code (see :meth:`Injection.run_stub`)."""
 
 
+AT_SYSINFO_EHDR = 33  # auxv: where the kernel mapped the vdso
+
+
+def _vdso_start(tgid: int) -> int | None:
+    """The vdso's address from the process's auxv (a few hundred bytes,
+    where ``/proc/PID/maps`` of a process with thousands of mappings is
+    hundreds of KiB to read and parse), or None."""
+    try:
+        with open(f"/proc/{tgid}/auxv", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    for key, value in struct.iter_unpack("<QQ", raw[: len(raw) // 16 * 16]):
+        if key == AT_SYSINFO_EHDR:
+            return int(value)
+        if key == 0:
+            break
+    return None
+
+
 def _find_syscall_insn(tgid: int, mem_fd: int) -> int:
     cached = _insn_cache.get(tgid)
     if cached is not None:
@@ -93,16 +113,51 @@ def _find_syscall_insn(tgid: int, mem_fd: int) -> int:
                 return cached
         except OSError:
             pass
-    vdso = procfs.find_mapping(tgid, "[vdso]")
-    if vdso is None:
-        raise InjectionError(0, f"process {tgid} has no [vdso] mapping to borrow a syscall from")
-    start, end = vdso
-    data = os.pread(mem_fd, end - start, start)
-    at = data.find(SYSCALL_INSN)
-    if at < 0:
-        raise InjectionError(0, f"no syscall instruction in the vdso of {tgid}")
-    _insn_cache[tgid] = start + at
-    return start + at
+    # The vdso where auxv says it is (a process may have moved its vdso:
+    # then /proc/PID/maps says where).
+    found = _syscall_in_vdso_image(tgid, mem_fd)
+    if found is None:
+        vdso = procfs.find_mapping(tgid, "[vdso]")
+        if vdso is None:
+            raise InjectionError(
+                0, f"process {tgid} has no [vdso] mapping to borrow a syscall from"
+            )
+        start, end = vdso
+        at = os.pread(mem_fd, end - start, start).find(SYSCALL_INSN)
+        if at < 0:
+            raise InjectionError(0, f"no syscall instruction in the vdso of {tgid}")
+        found = start + at
+    _insn_cache[tgid] = found
+    return found
+
+
+def _syscall_in_vdso_image(tgid: int, mem_fd: int) -> int | None:
+    """A syscall instruction in the executable segment of the vdso ELF
+    image at auxv's AT_SYSINFO_EHDR, or None (no auxv entry, not an ELF
+    image there, no instruction)."""
+    start = _vdso_start(tgid)
+    if not start:
+        return None
+    try:
+        head = os.pread(mem_fd, PAGE, start)
+        if len(head) < 64 or head[:4] != b"\x7fELF":
+            return None
+        (phoff,) = struct.unpack_from("<Q", head, 0x20)
+        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        for i in range(phnum):
+            off = phoff + i * phentsize
+            if off + 56 > len(head):
+                return None
+            p_type, p_flags, _o, p_vaddr, _p, _f, p_memsz = struct.unpack_from(
+                "<IIQQQQQ", head, off
+            )
+            if p_type == 1 and p_flags & 1:  # PT_LOAD, executable
+                text = os.pread(mem_fd, min(p_memsz, 1 << 20), start + p_vaddr)
+                at = text.find(SYSCALL_INSN)
+                return start + p_vaddr + at if at >= 0 else None
+    except (OSError, struct.error):
+        return None
+    return None
 
 
 class Injection:

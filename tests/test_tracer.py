@@ -262,3 +262,23 @@ def test_syscall_info_and_rseq_configuration(spawn) -> None:  # type: ignore[no-
             for a, b in (line.split()[0].split("-") for line in maps.splitlines())
         )
         assert size >= 20 and sig != 0 and flags == 0
+
+
+def test_the_borrowed_syscall_instruction_is_in_the_vdso(spawn) -> None:  # type: ignore[no-untyped-def]
+    """Found from auxv's AT_SYSINFO_EHDR and the vdso's ELF header (not by
+    reading /proc/PID/maps, which is long for big processes): inside the
+    [vdso] mapping, in its executable part, and a syscall instruction."""
+    t = spawn("handlers")
+    start, end = procfs.find_mapping(t.pid, "[vdso]") or (0, 0)
+    fd = os.open(f"/proc/{t.pid}/mem", os.O_RDONLY)
+    try:
+        at = inject._syscall_in_vdso_image(t.pid, fd)
+        assert at is not None and start <= at < end - 1
+        assert os.pread(fd, 2, at) == inject.SYSCALL_INSN
+        inject._insn_cache.pop(t.pid, None)
+        assert inject._find_syscall_insn(t.pid, fd) == at
+    finally:
+        os.close(fd)
+    with open(f"/proc/{t.pid}/maps") as f:
+        line = next(ln for ln in f if ln.rstrip().endswith("[vdso]"))
+    assert line.split()[1].startswith("r-x")
