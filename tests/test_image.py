@@ -883,3 +883,24 @@ def test_fds_sharing_among_many_opens_of_one_file(tmp_path) -> None:  # type: ig
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 pipe.close()
+
+
+def test_the_pages_streams_quick_maps_split_agrees_with_the_full_parser(spawn) -> None:  # type: ignore[no-untyped-def]
+    """dumpable_vmas splits /proc/PID/maps without validating it; for real
+    processes (a small C target, this Python, with its deleted and special
+    mappings) it must name the same mappings, bounds, permissions and
+    inodes as sigfs.formats.mm's parser, less the kernel's own."""
+    from sigfs import procfs
+    from sigfs.formats import mm as mm_fmt
+    from sigfs.pages import SKIPPED, dumpable_vmas
+
+    for pid in (spawn("threads", "4").pid, os.getpid()):
+        text = procfs.read_maps(pid)
+        full = [v for v in mm_fmt.parse_proc_maps(text) if v.path not in SKIPPED]
+        quick = dumpable_vmas(text)
+        assert [(v.start, v.end, v.perms, v.inode) for v in full] == [
+            (v.start, v.end, v.perms, v.inode) for v in quick
+        ]
+        for f, q in zip(full, quick, strict=True):
+            if "\\" not in q.path:  # no escape for the full parser to undo
+                assert q.path == f.path
