@@ -364,21 +364,7 @@ async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
 
 def mm_from_raw(raw: MmRaw) -> mm_fmt.Mm:
     fields, brk = raw.stat, raw.brk
-    vmas = mm_fmt.parse_proc_maps(raw.maps)
-    vmflags = mm_fmt.parse_smaps_vmflags(raw.smaps)
-    vmas = [
-        mm_fmt.Vma(
-            start=v.start,
-            end=v.end,
-            perms=v.perms,
-            offset=v.offset,
-            dev=v.dev,
-            inode=v.inode,
-            path=v.path,
-            vmflags=vmflags.get(v.start, ()),
-        )
-        for v in vmas
-    ]
+    vmas = mm_fmt.parse_proc_maps(raw.maps, mm_fmt.parse_smaps_vmflags(raw.smaps))
     return mm_fmt.Mm(
         start_code=_field(fields, 26),
         end_code=_field(fields, 27),

@@ -89,6 +89,8 @@ _PAGE_MASK = PAGE_SIZE - 1
 _PERMS = re.compile(r"[r-][w-][x-][ps]")
 _DEV = re.compile(r"[0-9a-f]{2,3}:[0-9a-f]{2,5}")
 _VMFLAG = re.compile(r"[a-z0-9?]{2}")
+# Several mnemonics joined by single spaces: checks them all in one match.
+_VMFLAGS = re.compile(r"[a-z0-9?]{2}(?: [a-z0-9?]{2})*")
 _MAPS_LINE = re.compile(
     r"([0-9a-f]{1,16})-([0-9a-f]{1,16}) ([r-][w-][x-][ps]) ([0-9a-f]{1,16}) "
     r"([0-9a-f]{2,3}:[0-9a-f]{2,5}) ([0-9]{1,20})(?: +(.*))?"
@@ -124,8 +126,9 @@ class Vma:
             raise FormatError(None, f"{where}: bad device {show(self.dev)} (want hex MM:mm)")
         if not 0 <= self.inode <= _U64:
             raise FormatError(None, f"{where}: inode {self.inode} does not fit in 64 bits")
-        if not isinstance(self.vmflags, tuple) or not all(
-            isinstance(f, str) and _VMFLAG.fullmatch(f) for f in self.vmflags
+        if not isinstance(self.vmflags, tuple) or not (
+            all(isinstance(f, str) and len(f) == 2 for f in self.vmflags)
+            and (not self.vmflags or _VMFLAGS.fullmatch(" ".join(self.vmflags)))
         ):
             raise FormatError(None, f"{where}: bad VmFlags {self.vmflags!r}")
         render_path(self.path)  # refuses what cannot be a file name
@@ -329,8 +332,9 @@ def parse(text: str) -> Mm:
 # the kernel's own text
 
 
-def parse_proc_maps(text: str) -> list[Vma]:
-    """Parse ``/proc/PID/maps`` (vmflags empty).
+def parse_proc_maps(text: str, vmflags: dict[int, tuple[str, ...]] | None = None) -> list[Vma]:
+    """Parse ``/proc/PID/maps``; each mapping's VmFlags from ``vmflags``
+    (by start, as :func:`parse_smaps_vmflags` gives them), else empty.
 
     The path is taken verbatim after the padding spaces: the kernel escapes a newline in
     a name as ``\\012`` but not a backslash, so that cannot be undone reliably (read
@@ -347,7 +351,8 @@ def parse_proc_maps(text: str) -> list[Vma]:
         start, end = int(m[1], 16), int(m[2], 16)
         path = m[7] or ""
         try:
-            vma = Vma(start, end, m[3], int(m[4], 16), m[5], int(m[6]), path)
+            flags = vmflags.get(start, ()) if vmflags else ()
+            vma = Vma(start, end, m[3], int(m[4], 16), m[5], int(m[6]), path, flags)
         except FormatError as exc:
             raise exc.at(number) from None
         if result and vma.start < result[-1].end:
@@ -378,10 +383,9 @@ def parse_smaps_vmflags(text: str) -> dict[int, tuple[str, ...]]:
         if start is None:
             raise FormatError(_line_at(text, m.start()), "VmFlags line before any mapping")
         flags = tuple(m[2].split())
-        for flag in flags:
-            if not _VMFLAG.fullmatch(flag):
-                number = _line_at(text, m.start())
-                raise FormatError(number, f"bad VmFlags mnemonic {show(flag)}")
+        if flags and not _VMFLAGS.fullmatch(" ".join(flags)):
+            bad = next(f for f in flags if not _VMFLAG.fullmatch(f))
+            raise FormatError(_line_at(text, m.start()), f"bad VmFlags mnemonic {show(bad)}")
         result[start] = flags
     return result
 
