@@ -1201,6 +1201,30 @@ def test_parse_proc_maps_rejects(text: str) -> None:
     assert info.value.line is not None
 
 
+@pytest.mark.parametrize(
+    ("flags", "ok"),
+    [
+        (("rd",), True),
+        (("rd", "wr", "??"), True),
+        ((), True),
+        (("rd wr",), False),  # one element holding two mnemonics
+        ((" a",), False),
+        (("r",), False),
+        (("RD",), False),
+        (("rd", ""), False),
+    ],
+)
+def test_vma_vmflags_are_checked_one_by_one(flags: tuple[str, ...], ok: bool) -> None:
+    def make() -> mm.Vma:
+        return mm.Vma(0x1000, 0x2000, "r--p", 0, "00:00", 0, "", flags)
+
+    if ok:
+        assert make().vmflags == flags
+    else:
+        with pytest.raises(FormatError):
+            make()
+
+
 def test_parse_smaps_vmflags() -> None:
     flags = mm.parse_smaps_vmflags(SMAPS)
     assert flags == {
