@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -253,6 +254,85 @@ def bench_pages_memory(mib: int) -> None:
         stop_mount(m)
 
 
+# `--timings` lines of one file's cost while frozen ("    %8.2f ms  name").
+COST_LINE = re.compile(r"^    +(\d+\.\d\d) ms  (.+)$")
+
+# Processes of the shapes that cost a checkpoint per thread, per mapping or
+# per descriptor, each printing "ready" once it is set up.
+SCALE_SHAPES = {
+    "100 threads": (
+        "import sys, threading, time\n"
+        "for _ in range(100):\n"
+        "    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
+        "print('ready', flush=True); sys.stdin.readline()\n"
+    ),
+    "5000 mappings": (
+        "import mmap, sys\n"
+        "rw = mmap.PROT_READ | mmap.PROT_WRITE\n"
+        "maps = [mmap.mmap(-1, 8192, prot=rw if i % 2 else mmap.PROT_READ) for i in range(5000)]\n"
+        "for m in maps[1::2]: m[0:1] = b'x'\n"
+        "print('ready', flush=True); sys.stdin.readline()\n"
+    ),
+    "1000 fds": (
+        "import os, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))\n"
+        "fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(1000)]\n"
+        "print('ready', flush=True); sys.stdin.readline()\n"
+    ),
+}
+
+
+def bench_scale(runs: int) -> None:
+    """`sigfs checkpoint --leave-running` of processes with many threads,
+    mappings or descriptors: the costs that grow with each (no baseline: the
+    table shows where the frozen time goes)."""
+    import shutil
+    import tempfile
+
+    print(f"\ncheckpoint of large shapes (--leave-running), median of {runs} runs:")
+    print(f"  {'shape':<15} {'checkpoint ms':>14} {'frozen ms':>10}  largest costs while frozen")
+    work = tempfile.mkdtemp(prefix="sigfs-bench-", dir="/dev/shm")
+    sigfs = str(Path(sys.executable).parent / "sigfs")
+    try:
+        for shape, code in SCALE_SHAPES.items():
+            proc = subprocess.Popen(
+                [sys.executable, "-c", code],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+                walls, frozens, costs = [], [], {}
+                for i in range(runs):
+                    dest = f"{work}/img{i}"
+                    t0 = time.perf_counter()
+                    res = subprocess.run(
+                        [sigfs, "checkpoint", str(proc.pid), dest, "--leave-running", "--timings"],
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                    walls.append(time.perf_counter() - t0)
+                    if res.returncode != 0:
+                        raise RuntimeError(res.stderr)
+                    frozens.append(float(res.stderr.split("frozen ")[1].split(" ms")[0]))
+                    for line in res.stderr.splitlines():
+                        m = COST_LINE.match(line)  # a file's cost, not a phase
+                        if m:
+                            costs.setdefault(m[2], []).append(float(m[1]))
+                    shutil.rmtree(dest)
+                top = sorted(costs.items(), key=lambda kv: -statistics.median(kv[1]))[:3]
+                shown = ", ".join(f"{name} {statistics.median(v):.1f}" for name, v in top)
+                print(
+                    f"  {shape:<15} {statistics.median(walls) * 1e3:>14.1f} "
+                    f"{statistics.median(frozens):>10.1f}  {shown}"
+                )
+            finally:
+                stop_target(proc)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=2000, help="reads per measurement")
@@ -260,8 +340,8 @@ def main() -> int:
     ap.add_argument("--sizes", default="1,64,512", help="checkpoint sizes in MiB")
     ap.add_argument(
         "--only",
-        choices=("signal", "checkpoint", "pages"),
-        help="run one part (default: all three)",
+        choices=("signal", "checkpoint", "scale", "pages"),
+        help="run one part (default: all four)",
     )
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -271,6 +351,8 @@ def main() -> int:
         bench_signal_files(args.n)
     if args.only in (None, "checkpoint"):
         bench_checkpoint([int(x) for x in args.sizes.split(",")], args.runs)
+    if args.only in (None, "scale"):
+        bench_scale(args.runs)
     if args.only in (None, "pages"):
         bench_pages_memory(1024)
     return 0
