@@ -169,8 +169,11 @@ class PagesStream:
         contents must still be checked for zero pages."""
         raw = os.pread(self._pagemap, 8 * npages, (start // PAGE) * 8)
         classes = raw[7::8].translate(_CLASS_SHARED if shared_anon else _CLASS_PRIVATE)
+        if not classes.strip(b"\x02"):
+            # Nothing to keep (an untouched thread stack, say): no searching.
+            return [], drop_zero and not self._zero_pfn
         zp = self._zero_pfn
-        if drop_zero and zp:
+        if drop_zero and zp and b"\x00" in classes:
             pattern = struct.pack("<Q", zp)[:7]
             at = raw.find(pattern)
             if at >= 0:

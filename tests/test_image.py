@@ -904,3 +904,67 @@ def test_the_pages_streams_quick_maps_split_agrees_with_the_full_parser(spawn) -
         for f, q in zip(full, quick, strict=True):
             if "\\" not in q.path:  # no escape for the full parser to undo
                 assert q.path == f.path
+
+
+_ZERO_SHAPES = """
+import ctypes, mmap, sys
+n = 64
+def anon():  # private: a read fault maps the kernel's zero page
+    return mmap.mmap(-1, n * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+read_only = anon()  # only read: every page maps the zero page
+written_zero = anon()  # written with zeros: real pages of zeros
+data = anon()
+mixed = anon()  # zero-page reads and data, page by page
+for i in range(n):
+    read_only[i * 4096]
+    written_zero[i * 4096] = 0
+    data[i * 4096] = 1 + i % 200
+    if i % 2:
+        mixed[i * 4096] = 7
+    else:
+        mixed[i * 4096]
+maps = (read_only, written_zero, data, mixed)
+addrs = [hex(ctypes.addressof(ctypes.c_char.from_buffer(m))) for m in maps]
+print("ready", *addrs, flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_pages_leave_out_exactly_the_zero_page(mnt, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """As root (page frame numbers visible): pages that map the kernel's
+    shared zero page are left out, pages written with zeros and pages of
+    data are kept, also where the two alternate page by page."""
+    import sys
+
+    from sigfs.pages import zero_pfn
+
+    if not zero_pfn():
+        pytest.skip("page frame numbers are not visible (not root)")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ZERO_SHAPES],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        fields = proc.stdout.readline().split()
+        assert fields[0] == "ready"
+        read_only, written_zero, data, mixed = (int(x, 16) for x in fields[1:])
+        with open(os.path.join(mnt.path, str(proc.pid), "pages"), "rb") as f:
+            pages = _records(f.read())
+        n = 64
+        for i in range(n):
+            assert read_only + i * 4096 not in pages, i
+            assert pages[written_zero + i * 4096] == bytes(4096), i
+            assert pages[data + i * 4096][0] == 1 + i % 200, i
+            if i % 2:
+                assert pages[mixed + i * 4096][0] == 7, i
+            else:
+                assert mixed + i * 4096 not in pages, i
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
