@@ -515,3 +515,27 @@ def mnt() -> Iterator[Mount]:
     yield m
     stop_mount(m)
     assert "Traceback" not in m.log(), m.log()
+
+
+def start_python(code: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """Run ``code`` in a Python child with pipes on stdin and stdout; returns
+    it and the words of the first line it prints, which must be ``ready``
+    and whatever it reports.  End it with :func:`stop_process`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    words = proc.stdout.readline().split()
+    if words[:1] != ["ready"]:
+        stop_process(proc)
+        raise AssertionError(f"python child did not get ready: {words!r}")
+    return proc, words
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc``, reap it and close its pipes."""
+    proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from conftest import _runnable_by_anyone
+from conftest import _runnable_by_anyone, start_python, stop_process
 
 from sigfs import access
 
@@ -23,20 +23,9 @@ sys.stdin.readline()
 """
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.kill()
-    proc.wait()
-    for pipe in (proc.stdin, proc.stdout):
-        if pipe is not None:
-            pipe.close()
-
-
 def _start(code: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "ready\n"
+    proc, words = start_python(code)
+    assert words == ["ready"]
     return proc
 
 
@@ -55,7 +44,7 @@ def test_caller_ids_follow_a_setuid(unpriv_user) -> None:  # type: ignore[no-unt
         assert (again.uid, again.gid) == (uid, gid)
         assert not again.privileged
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_caller_that_exited_is_not_answered_from_the_cache() -> None:
@@ -63,7 +52,7 @@ def test_caller_that_exited_is_not_answered_from_the_cache() -> None:
     pid = proc.pid
     assert access.caller_of(pid, 4242, 4243).uid == 0
     assert pid in access._pidfds
-    _stop(proc)
+    stop_process(proc)
     # Gone: only what FUSE said is left, and the stale pidfd is dropped.
     gone = access.caller_of(pid, 4242, 4243)
     assert (gone.uid, gone.gid) == (4242, 4243) and not gone.privileged
@@ -82,7 +71,7 @@ def test_pidfd_cache_is_bounded() -> None:
         assert procs[-1].pid in access._pidfds
     finally:
         for p in procs:
-            _stop(p)
+            stop_process(p)
 
 
 def test_effective_caps_agree_with_proc() -> None:
@@ -115,7 +104,7 @@ def test_effective_caps_agree_with_proc() -> None:
         assert not access.Caller(proc.pid, 0, 0).privileged
         assert access.Caller(os.getpid(), 0, 0).privileged
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_the_decision_is_the_kernels(spawn, target_bin, unpriv_user, unpriv_user2) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from conftest import start_python, stop_process
 from mounting import start_mount, stop_mount
 
 from sigfs.formats import fds as fds_fmt
@@ -852,19 +853,13 @@ def test_fds_sharing_among_many_opens_of_one_file(tmp_path) -> None:  # type: ig
     `shared` is the lowest descriptor on the same open file, as pairwise
     kcmp says (the reader finds it by a binary search in kcmp's order)."""
     import ctypes
-    import sys
 
     from sigfs import image
 
     libc = ctypes.CDLL(None, use_errno=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _MANY_OPENS],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, words = start_python(_MANY_OPENS)
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        assert words == ["ready"]
         pid = proc.pid
         got = {fd.fd: fd.shared for fd in image.read_fds(pid).fds}
         fds = sorted(got)
@@ -878,11 +873,7 @@ def test_fds_sharing_among_many_opens_of_one_file(tmp_path) -> None:  # type: ig
             assert got[fd] == want, fd
         assert len(set(got.values())) < len(fds) - 30  # the dups were found
     finally:
-        proc.kill()
-        proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
+        stop_process(proc)
 
 
 def test_the_pages_streams_quick_maps_split_agrees_with_the_full_parser(spawn) -> None:  # type: ignore[no-untyped-def]
@@ -934,23 +925,14 @@ def test_pages_leave_out_exactly_the_zero_page(mnt, tmp_path) -> None:  # type: 
     """As root (page frame numbers visible): pages that map the kernel's
     shared zero page are left out, pages written with zeros and pages of
     data are kept, also where the two alternate page by page."""
-    import sys
 
     from sigfs.pages import zero_pfn
 
     if not zero_pfn():
         pytest.skip("page frame numbers are not visible (not root)")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _ZERO_SHAPES],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, words = start_python(_ZERO_SHAPES)
     try:
-        assert proc.stdout is not None
-        fields = proc.stdout.readline().split()
-        assert fields[0] == "ready"
-        read_only, written_zero, data, mixed = (int(x, 16) for x in fields[1:])
+        read_only, written_zero, data, mixed = (int(x, 16) for x in words[1:])
         with open(os.path.join(mnt.path, str(proc.pid), "pages"), "rb") as f:
             pages = _records(f.read())
         n = 64
@@ -963,8 +945,4 @@ def test_pages_leave_out_exactly_the_zero_page(mnt, tmp_path) -> None:  # type: 
             else:
                 assert mixed + i * 4096 not in pages, i
     finally:
-        proc.kill()
-        proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
+        stop_process(proc)

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import start_python, stop_process
 from mounting import start_mount, stop_mount
 
 from sigfs.formats import action as action_fmt
@@ -397,14 +398,9 @@ def test_root_without_cap_sys_ptrace_cannot_read_a_nondumpable_root_process(mnt)
     same dumpable or not, so sigfs asks for the capability there."""
     import sys
 
-    proc = subprocess.Popen(
-        [sys.executable, "-c", NONDUMPABLE],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, words = start_python(NONDUMPABLE)
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        assert words == ["ready"]
         capless = ["setpriv", "--inh-caps=-sys_ptrace", "--bounding-set=-sys_ptrace"]
 
         def run(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -424,11 +420,7 @@ def test_root_without_cap_sys_ptrace_cannot_read_a_nondumpable_root_process(mnt)
         # Root with the capability reads it.
         assert run("cat", path).returncode == 0
     finally:
-        proc.kill()
-        proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
+        stop_process(proc)
 
 
 def test_open_for_write_refused_on_read_only_files(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
