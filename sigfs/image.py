@@ -310,18 +310,6 @@ def read_fds(tgid: int) -> fds_fmt.Fds:
 # -- address space ------------------------------------------------------------
 
 
-def read_auxv(tgid: int) -> tuple[tuple[int, int], ...]:
-    with open(f"/proc/{tgid}/auxv", "rb") as f:
-        raw = f.read()
-    out = []
-    for i in range(0, len(raw) - 15, 16):
-        key, value = struct.unpack_from("<QQ", raw, i)
-        if key == 0:
-            break
-        out.append((key, value))
-    return tuple(out)
-
-
 async def read_brk(tracer: Tracer, tgid: int) -> int:
     """The current program break: brk(0) asked inside the process (the end of
     ``[heap]`` is page-rounded and absent before the first allocation)."""
@@ -355,7 +343,7 @@ async def read_mm_raw(tracer: Tracer, tgid: int) -> MmRaw:
         exe = _readlink(f"/proc/{tgid}/exe")
     except OSError:
         exe = ""
-    return MmRaw(brk, fields, maps, smaps, exe, read_auxv(tgid))
+    return MmRaw(brk, fields, maps, smaps, exe, procfs.read_auxv(tgid))
 
 
 async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:

@@ -33,7 +33,7 @@ from types import TracebackType
 
 from sigfs import aio, procfs
 from sigfs import ptrace_raw as pt
-from sigfs.tracer import Attachment, TargetGone, Tracer
+from sigfs.tracer import SPIN_SECONDS, Attachment, TargetGone, Tracer
 
 SYSCALL_INSN = b"\x0f\x05"
 RED_ZONE = 128
@@ -70,8 +70,6 @@ MAP_ANONYMOUS = 0x20
 STUB_DONE = PAGE - 8
 # How long a stub may run before it is stopped and the read fails.
 STUB_TIMEOUT = 3.0
-# Spin (sched_yield) this long for a stub before sleeping between looks.
-SPIN_SECONDS = 0.0005
 
 # tgid -> address of a syscall instruction in its vdso (checked before use).
 _insn_cache: dict[int, int] = {}
@@ -93,16 +91,9 @@ def _vdso_start(tgid: int) -> int | None:
     where ``/proc/PID/maps`` of a process with thousands of mappings is
     hundreds of KiB to read and parse), or None."""
     try:
-        with open(f"/proc/{tgid}/auxv", "rb") as f:
-            raw = f.read()
+        return dict(procfs.read_auxv(tgid)).get(AT_SYSINFO_EHDR)
     except OSError:
         return None
-    for key, value in struct.iter_unpack("<QQ", raw[: len(raw) // 16 * 16]):
-        if key == AT_SYSINFO_EHDR:
-            return int(value)
-        if key == 0:
-            break
-    return None
 
 
 def _find_syscall_insn(tgid: int, mem_fd: int) -> int:

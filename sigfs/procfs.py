@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 
 
 def _open(path: str) -> int:
@@ -60,6 +61,19 @@ def _read_records(path: str) -> bytes:
     finally:
         os.close(fd)
     return b"".join(chunks)
+
+
+def read_auxv(pid: int) -> tuple[tuple[int, int], ...]:
+    """The (type, value) pairs of ``/proc/PID/auxv``, up to AT_NULL."""
+    with open(f"/proc/{pid}/auxv", "rb") as f:
+        raw = f.read()
+    out = []
+    for i in range(0, len(raw) - 15, 16):
+        key, value = struct.unpack_from("<QQ", raw, i)
+        if key == 0:
+            break
+        out.append((key, value))
+    return tuple(out)
 
 
 def _read(path: str) -> str:
