@@ -213,9 +213,7 @@ class SigFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return TREE.node(node_id), pid, tid
 
-    def _attrs(
-        self, inode: int, node: Node | None, st: procfs.Status | Owner | None
-    ) -> pyfuse3.EntryAttributes:
+    def _attrs(self, inode: int, node: Node | None, owner: Owner | None) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = inode
         attr.entry_timeout = TIMEOUT
@@ -229,8 +227,8 @@ class SigFS(pyfuse3.Operations):
             attr.st_nlink = 1
         attr.st_size = 0  # generated on open; direct_io reads past it
         attr.st_blksize = 4096
-        if st is not None:
-            attr.st_uid, attr.st_gid = st if isinstance(st, tuple) else _owner(st)
+        if owner is not None:
+            attr.st_uid, attr.st_gid = owner
         return attr
 
     def _exists(self, pid: int, tid: int) -> bool:
@@ -254,19 +252,19 @@ class SigFS(pyfuse3.Operations):
                 pid = int(sname)
                 st = self._check(ctx, pid)
                 node = TREE.process_dir
-                return self._attrs(encode(node, pid, 0), node, st)
+                return self._attrs(encode(node, pid, 0), node, _owner(st))
             st = self._check(ctx, pid)
             if parent is TREE.task_dir:
                 if not sname.isdigit() or not os.path.isdir(f"/proc/{pid}/task/{sname}"):
                     raise pyfuse3.FUSEError(errno.ENOENT)
                 node = TREE.thread_dir
                 inode = encode(node, pid, int(sname))
-                return self._attrs(inode, node, st)
+                return self._attrs(inode, node, _owner(st))
             found = TREE.find(parent.place, parent.path + (sname,))
             if found is None or not self._exists(pid, tid):
                 raise pyfuse3.FUSEError(errno.ENOENT)
             inode = encode(found, pid, tid)
-            return self._attrs(inode, found, st)
+            return self._attrs(inode, found, _owner(st))
 
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         with _fuse_errors("getattr"):
@@ -278,7 +276,7 @@ class SigFS(pyfuse3.Operations):
             st = self._check(ctx, pid)
             if not self._exists(pid, tid):
                 raise pyfuse3.FUSEError(errno.ENOENT)
-            return self._attrs(inode, node, st)
+            return self._attrs(inode, node, _owner(st))
 
     async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
         with _fuse_errors("access"):
@@ -457,7 +455,7 @@ class SigFS(pyfuse3.Operations):
             if fields.update_mode or fields.update_uid or fields.update_gid:
                 raise pyfuse3.FUSEError(errno.EPERM)
             st = self._check(ctx, pid)
-            return self._attrs(inode, node, st)
+            return self._attrs(inode, node, _owner(st))
 
     async def release(self, fh: int) -> None:
         self._open.pop(fh, None)
