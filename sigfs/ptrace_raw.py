@@ -13,8 +13,34 @@ import errno as errno_mod
 import os
 from ctypes import addressof, c_int32, c_uint32, c_uint64, sizeof
 
-from ptrace import PtraceError
-from ptrace.binding import func as _func
+
+def _preload_libc() -> None:
+    """Hand python-ptrace the C library before it looks for it.
+
+    ``ptrace.ctypes_libc`` calls ``ctypes.util.find_library("c")`` on
+    import, which runs ``ldconfig -p`` (or gcc) in a subprocess: about 20 ms
+    of every one-shot command's start.  glibc's soname is fixed, so load it
+    by name and register the module python-ptrace would have built; where
+    that fails (another C library), python-ptrace searches as before."""
+    import sys
+    import types
+
+    if "ptrace.ctypes_libc" in sys.modules:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    module = types.ModuleType("ptrace.ctypes_libc")
+    module.LIBC_FILENAME = "libc.so.6"  # type: ignore[attr-defined]
+    module.libc = libc  # type: ignore[attr-defined]
+    sys.modules["ptrace.ctypes_libc"] = module
+
+
+_preload_libc()
+
+from ptrace import PtraceError  # noqa: E402
+from ptrace.binding import func as _func  # noqa: E402
 
 # Requests (include/uapi/linux/ptrace.h).
 PTRACE_CONT = 7

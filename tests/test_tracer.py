@@ -6,6 +6,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -282,3 +283,26 @@ def test_the_borrowed_syscall_instruction_is_in_the_vdso(spawn) -> None:  # type
     with open(f"/proc/{t.pid}/maps") as f:
         line = next(ln for ln in f if ln.rstrip().endswith("[vdso]"))
     assert line.split()[1].startswith("r-x")
+
+
+def test_python_ptrace_is_imported_without_searching_for_libc(spawn) -> None:  # type: ignore[no-untyped-def]
+    """python-ptrace's own search runs `ldconfig -p` in a subprocess on
+    import; sigfs hands it glibc by name instead. Its ptrace() still works:
+    a fresh interpreter seizes and detaches a real target with it."""
+    t = spawn("counter")
+    code = (
+        "import sys\n"
+        "from sigfs import ptrace_raw as pt\n"
+        "assert 'ctypes.util' not in sys.modules, 'find_library was imported'\n"
+        "from ptrace.binding import func\n"
+        "import ptrace.ctypes_libc as lib\n"
+        "assert lib.LIBC_FILENAME == 'libc.so.6'\n"
+        "import os\n"
+        f"pt.seize({t.pid})\n"
+        f"pt.interrupt({t.pid})\n"
+        f"os.waitpid({t.pid}, pt.WALL)\n"
+        f"assert pt.getregs({t.pid}).rip\n"
+        f"pt.detach({t.pid})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    assert procfs.read_status(t.pid)["TracerPid"] == "0"
