@@ -15,12 +15,10 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import shutil
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sigfs import __version__, aio, procfs
@@ -56,14 +54,20 @@ class CheckpointError(Exception):
     pass
 
 
-@dataclass
+# Plain classes, not dataclasses: importing dataclasses (and inspect with
+# it) would delay the start of the pages file's allocation by a few ms.
+
+
 class Progress:
     """A progress line on stderr, shown only when the copy takes a while."""
 
-    enabled: bool
-    started: float = field(default_factory=time.monotonic)
-    _last: float = 0.0
-    shown: bool = False
+    __slots__ = ("enabled", "started", "_last", "shown")
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self._last = 0.0
+        self.shown = False
 
     def update(self, what: str, done: int, total: int) -> None:
         now = time.monotonic()
@@ -86,16 +90,27 @@ class Progress:
             sys.stderr.flush()
 
 
-@dataclass
 class Result:
-    path: str
-    files: int
-    bytes: int
-    pages: int
-    frozen_seconds: float
-    marks: list[tuple[str, float]] = field(default_factory=list)
-    #: (file, seconds) of the copy while frozen, for ``--timings``.
-    costs: list[tuple[str, float]] = field(default_factory=list)
+    __slots__ = ("path", "files", "bytes", "pages", "frozen_seconds", "marks", "costs")
+
+    def __init__(
+        self,
+        path: str,
+        files: int,
+        nbytes: int,
+        pages: int,
+        frozen_seconds: float,
+        marks: list[tuple[str, float]],
+        costs: list[tuple[str, float]],
+    ) -> None:
+        self.path = path
+        self.files = files
+        self.bytes = nbytes
+        self.pages = pages
+        self.frozen_seconds = frozen_seconds
+        self.marks = marks
+        #: (file, seconds) of the copy while frozen, for ``--timings``.
+        self.costs = costs
 
 
 def _cost_key(rel: str) -> str:
@@ -134,20 +149,30 @@ def _write(path: str, data: bytes) -> None:
         f.write(data)
 
 
-@dataclass
 class _Dump:
-    files: list[tuple[str, int]]
-    pages: int
-    fpu: Fpu
-    started: str
-    #: (file, seconds) while frozen, the threads' files summed: ``--timings``.
-    costs: list[tuple[str, float]]
-    #: (relative path, render) of the files read while frozen but rendered
-    #: (``Entry.collect``) or written only afterwards: see
-    #: :func:`_render_deferred`.
-    deferred: list[tuple[str, Callable[[], bytes]]]
-    #: Their checksums, computed from the bytes as they are written.
-    digests: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("files", "pages", "fpu", "started", "costs", "deferred", "digests")
+
+    def __init__(
+        self,
+        files: list[tuple[str, int]],
+        pages: int,
+        fpu: Fpu,
+        started: str,
+        costs: list[tuple[str, float]],
+        deferred: list[tuple[str, Callable[[], bytes]]],
+    ) -> None:
+        self.files = files
+        self.pages = pages
+        self.fpu = fpu
+        self.started = started
+        #: (file, seconds) while frozen, the threads' files summed: ``--timings``.
+        self.costs = costs
+        #: (relative path, render) of the files read while frozen but
+        #: rendered (``Entry.collect``) or written only afterwards: see
+        #: :func:`_render_deferred`.
+        self.deferred = deferred
+        #: Their checksums, computed from the bytes as they are written.
+        self.digests: dict[str, str] = {}
 
 
 def _pages_progress(progress: Progress, stream: PagesStream) -> None:
@@ -297,28 +322,36 @@ async def _kill_frozen(tracer: Tracer, pid: int) -> None:
             await aio.sleep(0.001)
 
 
+def _rmtree(path: str) -> None:
+    import shutil  # only on failure: shutil imports bz2, lzma and zlib
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _publish(tmp: str, dest: str) -> None:
     if os.path.isdir(dest):
         os.rmdir(dest)
     os.rename(tmp, dest)
 
 
-@dataclass
 class Prepared:
     """What is set up before the freeze: the checked destination, the
     ``DIR.partial`` being built and the pages file with its memory (allocated
     by a thread while the rest starts).  :meth:`abandon` undoes it all."""
 
-    pid: int
-    dest: str
-    tmp: str
-    pages_fd: int
-    sink: BufferSink
-    #: (what was done, when): the phases ``--timings`` prints.
-    marks: list[tuple[str, float]] = field(default_factory=list)
-    #: How far it got, for the message when it is interrupted.
-    published: bool = False
-    killed: bool = False
+    __slots__ = ("pid", "dest", "tmp", "pages_fd", "sink", "marks", "published", "killed")
+
+    def __init__(self, pid: int, dest: str, tmp: str, pages_fd: int, sink: BufferSink) -> None:
+        self.pid = pid
+        self.dest = dest
+        self.tmp = tmp
+        self.pages_fd = pages_fd
+        self.sink = sink
+        #: (what was done, when): the phases ``--timings`` prints.
+        self.marks: list[tuple[str, float]] = []
+        #: How far it got, for the message when it is interrupted.
+        self.published = False
+        self.killed = False
 
     def mark(self, what: str) -> None:
         self.marks.append((what, time.monotonic()))
@@ -331,7 +364,7 @@ class Prepared:
         if self.pages_fd >= 0:
             os.close(self.pages_fd)
             self.pages_fd = -1
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        _rmtree(self.tmp)
 
 
 def prepare(
@@ -358,7 +391,7 @@ def prepare(
     except BaseException:
         if pages_fd >= 0:
             os.close(pages_fd)
-        shutil.rmtree(tmp, ignore_errors=True)
+        _rmtree(tmp)
         raise
     prep = Prepared(pid, dest, tmp, pages_fd, sink)
     # Not mark(): nothing may raise between making prep and returning it.
