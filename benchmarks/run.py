@@ -336,7 +336,7 @@ def bench_scale(runs: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=2000, help="reads per measurement")
-    ap.add_argument("--runs", type=int, default=5, help="checkpoints per size")
+    ap.add_argument("--runs", type=int, default=7, help="checkpoints per size")
     ap.add_argument("--sizes", default="1,64,512", help="checkpoint sizes in MiB")
     ap.add_argument(
         "--only",
