@@ -26,8 +26,9 @@ from sigfs.sink import BufferSink
 
 if TYPE_CHECKING:
     from sigfs.formats.fpu import Fpu
-    from sigfs.pages import PagesStream
+    from sigfs.pages import Layout, PagesStream
     from sigfs.tracer import Tracer
+    from sigfs.tracking import WriteTracker
     from sigfs.tree import Node
 
 # The heavy modules (the loaders, the formats) are imported only once the
@@ -91,7 +92,17 @@ class Progress:
 
 
 class Result:
-    __slots__ = ("path", "files", "bytes", "pages", "frozen_seconds", "marks", "costs")
+    __slots__ = (
+        "path",
+        "files",
+        "bytes",
+        "pages",
+        "frozen_seconds",
+        "marks",
+        "costs",
+        "recopied",
+        "notes",
+    )
 
     def __init__(
         self,
@@ -102,6 +113,8 @@ class Result:
         frozen_seconds: float,
         marks: list[tuple[str, float]],
         costs: list[tuple[str, float]],
+        recopied: int | None = None,
+        notes: list[str] | None = None,
     ) -> None:
         self.path = path
         self.files = files
@@ -111,6 +124,10 @@ class Result:
         self.marks = marks
         #: (file, seconds) of the copy while frozen, for ``--timings``.
         self.costs = costs
+        #: After a pre-copy, the pages copied again while frozen.
+        self.recopied = recopied
+        #: What the user should know (one line each).
+        self.notes = notes or []
 
 
 def _cost_key(rel: str) -> str:
@@ -150,7 +167,7 @@ def _write(path: str, data: bytes) -> None:
 
 
 class _Dump:
-    __slots__ = ("files", "pages", "fpu", "started", "costs", "deferred", "digests")
+    __slots__ = ("files", "pages", "fpu", "started", "costs", "deferred", "digests", "recopied")
 
     def __init__(
         self,
@@ -173,6 +190,9 @@ class _Dump:
         self.deferred = deferred
         #: Their checksums, computed from the bytes as they are written.
         self.digests: dict[str, str] = {}
+        #: After a pre-copy: pages copied again while frozen (None: the
+        #: whole stream was copied while frozen).
+        self.recopied: int | None = None
 
 
 def _pages_progress(progress: Progress, stream: PagesStream) -> None:
@@ -195,20 +215,80 @@ def buffer_capacity(pid: int, budget: int) -> int:
     return min(want, budget)
 
 
-async def _dump(tracer: Tracer, pid: int, progress: Progress, sink: BufferSink) -> _Dump:
+async def _pre_copy(
+    tracer: Tracer, pid: int, progress: Progress, sink: BufferSink, notes: list[str]
+) -> tuple[WriteTracker, Layout] | None:
+    """``--pre-copy``: start tracking the process's writes (see
+    :mod:`sigfs.tracking`), then copy its memory while it runs; the freeze
+    then copies only the pages written since (:meth:`PagesStream.patch`).
+    None, with a note saying why, if its writes cannot be tracked."""
+    from sigfs import tracking
+    from sigfs.pages import Layout, PagesStream, dumpable_vmas, zero_pfn
+
+    if not zero_pfn():
+        notes.append(
+            "--pre-copy: needs CAP_SYS_ADMIN (the pagemap's swap entries tell the "
+            "tracking's marks from swapped pages only then); the memory was copied while frozen"
+        )
+        return None
+    spans = dumpable_vmas(procfs.read_maps(pid))
+    # Private anonymous mappings (PagesStream.patch copies the rest again).
+    private = [(v.start, v.end) for v in spans if v.perms[3] == "p" and v.inode == 0]
+    try:
+        tracker = await tracking.start(tracer, pid, private)
+    except tracking.TrackingUnavailable as exc:
+        notes.append(f"--pre-copy: {exc}; the memory was copied while frozen")
+        return None
+    try:
+        layout = Layout()
+        # The very mappings registered: one made since is caught at the
+        # freeze (the maps differ), one made again in the place of a tracked
+        # one too (its range is no longer tracked: written() refuses).
+        stream = PagesStream(pid, spans, markers=True)
+        with stream:
+            stream.dump(sink, functools.partial(_pages_progress, progress, stream), layout)
+    except BaseException:
+        tracker.stop()
+        raise
+    return tracker, layout
+
+
+async def _dump(
+    tracer: Tracer,
+    pid: int,
+    progress: Progress,
+    sink: BufferSink,
+    pre: tuple[WriteTracker, Layout] | None = None,
+) -> _Dump:
     """Everything that needs the process frozen, and nothing else: the pages
     go into the prepared pages file (``sink``), written and hashed by its
-    writer thread as they are copied."""
+    writer thread as they are copied; or, after a pre-copy (``layout``),
+    only the pages written since are copied again over theirs."""
     from sigfs.files import ErrorLog, FileContext
     from sigfs.image import read_fpu
     from sigfs.pages import PagesStream, dumpable_vmas
+    from sigfs.tracking import TrackingUnavailable
 
+    layout = None
+    written: list[tuple[int, int]] = []
+    if pre is not None:
+        # The pages written since the pre-copy, before anything else is read
+        # (the injections below write and restore bytes of the stack), and
+        # the mappings unregistered before `mm` reads their VmFlags.
+        tracker, layout = pre
+        try:
+            written = tracker.written()
+        except TrackingUnavailable:
+            layout = None  # a tracked mapping went away: copy it all again
+        finally:
+            tracker.stop()
     tids = sorted(a.tid for a in tracer.frozen[pid])
     errors = ErrorLog()
     files: list[tuple[str, int]] = []
     deferred: list[tuple[str, Callable[[], bytes]]] = []
     batches: dict[str, dict[int, bytes]] = {}  # Entry.batch results, by path
     pages_count = 0
+    recopied: int | None = None
     costs: dict[str, float] = {}
     for rel, node, tid in _image_files(tids):
         entry = node.entry
@@ -218,7 +298,12 @@ async def _dump(tracer: Tracer, pid: int, progress: Progress, sink: BufferSink) 
         if entry.open_stream is not None:
             stream = PagesStream(pid, dumpable_vmas(procfs.read_maps(pid)))
             with stream:
-                stream.dump(sink, functools.partial(_pages_progress, progress, stream))
+                copied = stream.patch(sink, layout, written) if layout is not None else None
+                if copied is None:
+                    if layout is not None:
+                        sink.restart()  # the layout changed: the whole stream again
+                    stream.dump(sink, functools.partial(_pages_progress, progress, stream))
+                recopied = copied
             pages_count = stream.total_pages
             files.append((rel, sink.size))
         elif entry.collect is not None:
@@ -237,7 +322,9 @@ async def _dump(tracer: Tracer, pid: int, progress: Progress, sink: BufferSink) 
     began = time.monotonic()
     fpu: Fpu = await read_fpu(tracer, pid, pid)
     costs["fpu (for MANIFEST)"] = time.monotonic() - began
-    return _Dump(files, pages_count, fpu, _process_start(pid), list(costs.items()), deferred)
+    dump = _Dump(files, pages_count, fpu, _process_start(pid), list(costs.items()), deferred)
+    dump.recopied = recopied
+    return dump
 
 
 def _render_deferred(tmp: str, dump: _Dump, algo: str) -> None:
@@ -419,10 +506,13 @@ async def run_checkpoint(
     leave_running: bool,
     progress: Progress,
     checksum: str = DEFAULT_CHECKSUM,
+    pre_copy: bool = False,
 ) -> Result:
     """Freeze, dump, then either thaw and checksum (the process runs on as soon
     as its state is copied), or checksum, publish and only then kill: a
-    process is never killed before its image is whole on disk."""
+    process is never killed before its image is whole on disk.  With
+    ``pre_copy``, the memory is copied before the freeze and only what
+    changed since is copied while frozen."""
     # Everything the frozen part needs is imported before the freeze.
     import sigfs.files  # noqa: F401
     import sigfs.image  # noqa: F401
@@ -432,16 +522,32 @@ async def run_checkpoint(
     prep.mark("imported the tracer and the loaders")
     pid, sink = prep.pid, prep.sink
     tracer = Tracer()
+    notes: list[str] = []
+    pre: tuple[WriteTracker, Layout] | None = None
     frozen_at = thawed_at = time.monotonic()
     try:
         # The pages file must be allocated before the freeze, so the frozen
         # copy allocates nothing.
         sink.ready()
         prep.mark("pages file prepared")
-        await tracer.freeze(pid)
+        if pre_copy:
+            pre = await _pre_copy(tracer, pid, progress, sink, notes)
+            if pre is not None:
+                prep.mark("copied the memory while it ran (--pre-copy)")
+        try:
+            await tracer.freeze(pid)
+        except BaseException:
+            if pre is not None:
+                pre[0].stop()
+            raise
         frozen_at = time.monotonic()
         prep.mark("froze every thread")
-        dump = await _dump(tracer, pid, progress, sink)
+        dump = await _dump(tracer, pid, progress, sink, pre)
+        if pre is not None and dump.recopied is None:
+            notes.append(
+                "--pre-copy: the memory's layout changed before the freeze; "
+                "it was all copied again while frozen"
+            )
         prep.mark(COPIED)
         if not leave_running:
             nbytes = _complete(prep, dump, progress, checksum)
@@ -486,6 +592,8 @@ async def run_checkpoint(
         thawed_at - frozen_at,
         prep.marks,
         dump.costs,
+        dump.recopied,
+        notes,
     )
 
 
@@ -497,6 +605,7 @@ def main(
     buffer_mib: int = 1024,
     checksum: str = DEFAULT_CHECKSUM,
     timings: bool = False,
+    pre_copy: bool = False,
 ) -> int:
     progress = Progress(enabled=not quiet and sys.stderr.isatty())
     prep: Prepared | None = None
@@ -504,7 +613,7 @@ def main(
     try:
         with aio.interrupts_held():  # prep is set, or nothing was made
             prep = prepare(pid, dest, buffer_mib << 20, checksum)
-        result = aio.run(run_checkpoint, prep, leave_running, progress, checksum)
+        result = aio.run(run_checkpoint, prep, leave_running, progress, checksum, pre_copy)
     except BaseException as exc:
         _interrupts_ignore()  # the clean-up is not cut short by a second one
         if prep is not None:
@@ -519,10 +628,15 @@ def main(
         _interrupted(pid, prep, _pending[0])
     if not quiet:
         what = "left running" if leave_running else "killed"
+        again = ""
+        if result.recopied is not None:
+            again = f" ({result.recopied} pages copied again)"
+        for note in result.notes:
+            print(f"sigfs: checkpoint: {note}", file=sys.stderr)
         print(
             f"sigfs: checkpoint of {pid} in {result.path}: {result.files} files, "
             f"{result.bytes >> 10} KiB, {result.pages} pages; frozen "
-            f"{result.frozen_seconds * 1e3:.1f} ms, "
+            f"{result.frozen_seconds * 1e3:.1f} ms{again}, "
             f"{(time.monotonic() - _started_at()) * 1e3:.0f} ms in all; "
             f"process {what}",
             file=sys.stderr,

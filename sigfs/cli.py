@@ -4,7 +4,7 @@
     sigfs MOUNTPOINT -o OPTS                     the form mount.fuse3 runs
     sigfs umount MOUNTPOINT
     sigfs show PID                               the signal state, for people
-    sigfs checkpoint PID DIR [--leave-running] [--buffer-mib N] [-q]
+    sigfs checkpoint PID DIR [--leave-running] [--pre-copy] [--buffer-mib N] [-q]
                                                  freeze, copy the state out, kill or thaw
 
 User errors are one line on stderr and a non-zero exit code.
@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
         "--leave-running",
         action="store_true",
         help="thaw the process afterwards instead of killing it",
+    )
+    c.add_argument(
+        "--pre-copy",
+        action="store_true",
+        help="copy the memory while the process runs, then freeze it and copy only the "
+        "pages written since (found by the kernel's soft-dirty bits, which this clears: "
+        "not for a process that tracks its own)",
     )
     c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
     c.add_argument(
@@ -137,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
             args.buffer_mib,
             args.checksum,
             args.timings,
+            args.pre_copy,
         )
     if args.command == "show":
         from sigfs.show import run_show

@@ -14,6 +14,7 @@ flat however large the process is.
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import errno
 import functools
@@ -72,6 +73,12 @@ def dumpable_vmas(maps_text: str) -> list[Span]:
 
 
 PFN_MASK = (1 << 55) - 1
+# A swap entry's type (bits 0-4, shown with page frames); 31 is the kernel's
+# SWP_PTE_MARKER: no page at all, only a mark (userfaultfd's write
+# protection puts one in never-touched entries: see sigfs.tracking).
+SWAP_TYPE_MASK = 0x1F
+SWP_PTE_MARKER = 31
+_WRITTEN_RUNS = re.compile(rb"\x00+")
 
 # Page classes from an entry's top byte (bits 56..63): present 0x80,
 # swapped 0x40, file-or-shared 0x20.  0 = anonymous data, 1 = swapped, 2 = skip.
@@ -112,12 +119,54 @@ def zero_pfn() -> int:
         libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(PAGE))
 
 
+def _marks(start: int, n: int, written: list[tuple[int, int]], starts: list[int]) -> bytes:
+    """Per page of the window of ``n`` pages at ``start``: 0 if it is in one
+    of the ``written`` regions (sorted, not overlapping), else 2."""
+    end = start + n * PAGE
+    i = max(bisect.bisect_right(starts, start) - 1, 0)
+    marks = bytearray(b"\x02" * n)
+    while i < len(written) and written[i][0] < end:
+        lo, hi = max(written[i][0], start), min(written[i][1], end)
+        if lo < hi:
+            first, last = (lo - start) // PAGE, (hi - start + PAGE - 1) // PAGE
+            marks[first:last] = bytes(last - first)
+        i += 1
+    return bytes(marks)
+
+
+class Layout:
+    """Where a pages stream copied while the process ran put each record,
+    so that the pages written since can be copied again over their place
+    (:meth:`PagesStream.patch`): per window, its key, the runs of its
+    pagemap and the records made of them (address, pages, file offset of
+    their data)."""
+
+    __slots__ = ("windows", "total_pages", "total_records", "end")
+
+    def __init__(self) -> None:
+        self.windows: list[
+            tuple[
+                tuple[int, int, bool, bool],
+                list[tuple[int, int, int]],
+                bool,
+                list[tuple[int, int, int]],
+            ]
+        ] = []
+        self.total_pages = 0
+        self.total_records = 0
+        self.end = 0  # the stream's length
+
+
 class PagesStream:
     """One pass over a process's memory, as the bytes of the ``pages`` file."""
 
-    def __init__(self, tgid: int, vmas: list[Span]) -> None:
+    def __init__(self, tgid: int, vmas: list[Span], markers: bool = False) -> None:
         self.tgid = tgid
         self.vmas = vmas
+        # Whether the pagemap may hold pte markers, to be read as no page
+        # (needs page frames shown, like zero_pfn(): only then is the swap
+        # type in the entry).
+        self._markers = markers
         self.total_pages = 0
         self.total_records = 0
         self.bytes_planned = sum(v.end - v.start for v in vmas)
@@ -163,12 +212,19 @@ class PagesStream:
                 self.bytes_scanned += n * PAGE
 
     def _classify(
-        self, start: int, npages: int, shared_anon: bool, drop_zero: bool
+        self, start: int, npages: int, shared_anon: bool, drop_zero: bool, raw: bytes = b""
     ) -> tuple[list[tuple[int, int, int]], bool]:
         """Runs (first, count, flags) of the pages to keep, and whether their
         contents must still be checked for zero pages."""
-        raw = os.pread(self._pagemap, 8 * npages, (start // PAGE) * 8)
+        raw = raw or os.pread(self._pagemap, 8 * npages, (start // PAGE) * 8)
         classes = raw[7::8].translate(_CLASS_SHARED if shared_anon else _CLASS_PRIVATE)
+        if self._markers and b"\x01" in classes:
+            entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
+            marks = bytearray(classes)
+            for i, e in enumerate(entries):
+                if marks[i] == 1 and e & SWAP_TYPE_MASK == SWP_PTE_MARKER:
+                    marks[i] = 2
+            classes = bytes(marks)
         if not classes.strip(b"\x02"):
             # Nothing to keep (an untouched thread stack, say): no searching.
             return [], drop_zero and not self._zero_pfn
@@ -243,24 +299,87 @@ class PagesStream:
                 yield data if data is not None else self._read_run(addr, count)
         yield pages_fmt.end_marker(self.total_pages, self.total_records)
 
-    def dump(self, sink: BufferSink, progress: Callable[[], None] | None = None) -> None:
-        """The whole stream into ``sink``, memory copied process to buffer."""
+    def dump(
+        self,
+        sink: BufferSink,
+        progress: Callable[[], None] | None = None,
+        layout: Layout | None = None,
+    ) -> None:
+        """The whole stream into ``sink``, memory copied process to buffer;
+        with ``layout``, where every record went is noted there."""
         sink.put(pages_fmt.header())
-        for start, n, shared_anon, drop_zero in self._windows(WINDOW_PAGES):
-            runs, check_zero = self._classify(start, n, shared_anon, drop_zero)
-            for addr, count, flags, data in self._records(start, runs, check_zero):
+        for key in self._windows(WINDOW_PAGES):
+            runs, check_zero = self._classify(*key)
+            placed: list[tuple[int, int, int]] = []
+            for addr, count, flags, data in self._records(key[0], runs, check_zero):
                 self.total_pages += count
                 self.total_records += 1
                 sink.put(pages_fmt.record_header(addr, count, flags))
+                placed.append((addr, count, sink.size))
                 if data is not None:
                     sink.put(data)
                 else:
                     done = sink.put_remote(self.tgid, addr, count * PAGE) // PAGE
                     if done < count:
                         sink.put(self._read_run(addr + done * PAGE, count - done))
+            if layout is not None:
+                layout.windows.append((key, runs, check_zero, placed))
             if progress is not None:
                 progress()
         sink.put(pages_fmt.end_marker(self.total_pages, self.total_records))
+        if layout is not None:
+            layout.total_pages = self.total_pages
+            layout.total_records = self.total_records
+            layout.end = sink.size
+
+    def patch(self, sink: BufferSink, layout: Layout, written: list[tuple[int, int]]) -> int | None:
+        """Bring a stream that :meth:`dump` copied while the process ran up to
+        date, the process now frozen: the pages of private anonymous memory
+        in ``written`` (regions, in address order, written since the copy
+        began: see :mod:`sigfs.tracking`) are copied again over their place,
+        and every page kept of other mappings (shared memory, which another
+        process may have written; the copied-on-write pages of private file
+        mappings, which are not tracked).
+        Returns how many pages were copied again, or None when the stream's
+        layout itself changed (mappings, pages present, swapped or mapping
+        the zero page, or a written page where zero pages are found by their
+        contents): then only a new stream will do."""
+        windows = list(self._windows(WINDOW_PAGES))
+        if len(windows) != len(layout.windows):
+            return None
+        starts = [lo for lo, _ in written]
+        copied = 0
+        for key, (old_key, old_runs, old_check, placed) in zip(
+            windows, layout.windows, strict=True
+        ):
+            if key != old_key:
+                return None
+            start, n, shared_anon, drop_zero = key
+            raw = os.pread(self._pagemap, 8 * n, (start // PAGE) * 8)
+            runs, check_zero = self._classify(start, n, shared_anon, drop_zero, raw)
+            if runs != old_runs or check_zero != old_check:
+                return None
+            if not runs:
+                continue
+            tracked = drop_zero and not shared_anon  # private anonymous
+            dirty = _marks(start, n, written, starts) if tracked else bytes(n)
+            for addr, count, at in placed:
+                first = (addr - start) // PAGE
+                marks = dirty[first : first + count]
+                if b"\x00" not in marks:
+                    continue
+                if check_zero:
+                    return None  # its zero pages may have changed
+                for m in _WRITTEN_RUNS.finditer(marks):
+                    sub, k = m.start(), m.end() - m.start()
+                    if not sink.patch_remote(
+                        self.tgid, addr + sub * PAGE, k * PAGE, at + sub * PAGE
+                    ):
+                        return None
+                    copied += k
+        self.total_pages = layout.total_pages
+        self.total_records = layout.total_records
+        return copied
 
 
 class StreamReader:

@@ -102,6 +102,7 @@ class BufferSink:
         self.algo = algo
         self.size = 0  # bytes put so far
         self._hash: Hasher | None = None  # made with the writer (imports xxhash)
+        self._rehash = False  # bytes were patched in place: hash the file again
         self._slots: list[mmap.mmap] = []
         self._addrs: list[int] = []
         self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -259,6 +260,47 @@ class BufferSink:
                 self._flush()
         return done
 
+    def patch_remote(self, pid: int, addr: int, n: int, at: int) -> bool:
+        """Copy ``n`` bytes at ``addr`` in ``pid`` over the stream's bytes at
+        offset ``at`` (already put): for pages written since they were
+        copied.  False if they cannot all be read."""
+        self.drain()
+        self._prepared()
+        if self._closed or not self._slots:
+            raise ValueError("the pages sink is closed or was never used")
+        index = self._free.get()
+        try:
+            done = 0
+            while done < n:
+                k = min(SLOT_SIZE, n - done)
+                local = _Iovec(self._addrs[index], k)
+                remote = _Iovec(addr + done, k)
+                got = _libc.process_vm_readv(
+                    pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0
+                )
+                if got != k:
+                    return False
+                with memoryview(self._slots[index]) as whole:
+                    pos = 0
+                    while pos < k:
+                        pos += os.pwrite(self.out, whole[pos:k], at + done + pos)
+                self._rehash = True
+                done += k
+        finally:
+            self._free.put(index)
+        return True
+
+    def restart(self) -> None:
+        """Begin the stream again from its first byte (what was put is
+        overwritten, and cut off by :meth:`finish`)."""
+        from sigfs.formats.manifest import hasher
+
+        self.drain()
+        self.size = 0
+        self._flushed = 0
+        self._hash = hasher(self.algo)
+        self._rehash = False
+
     def drain(self) -> None:
         """Wait until everything put is in the file; raise a write error."""
         self._flush()
@@ -274,7 +316,7 @@ class BufferSink:
         from sigfs.formats.manifest import hasher
 
         self.drain()
-        if algo == self.algo and self._hash is not None:
+        if algo == self.algo and self._hash is not None and not self._rehash:
             return self._hash.hexdigest()
         h = hasher(algo)
         off = 0

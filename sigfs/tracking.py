@@ -1,0 +1,255 @@
+"""Which pages a process writes from a given moment: for ``sigfs checkpoint
+--pre-copy``, which copies the memory while the process runs and then, frozen,
+copies again only the pages written since.
+
+The kernel's soft-dirty bits would tell, but kernels built without
+CONFIG_MEM_SOFT_DIRTY (this machine's among them) never set them.  So this
+uses userfaultfd's asynchronous write protection (Linux 6.7+): a userfaultfd
+is made *in* the process by one injected syscall, taken out with
+pidfd_getfd() and closed there again (its descriptor table is as before);
+its private anonymous mappings are registered for write protection in async mode,
+where the kernel itself lifts the protection of a page at its first write
+(no fault handler, nothing the process can notice but a minor fault), and
+PAGEMAP_SCAN on its pagemap first protects every page and later lists the
+pages written since.  While registered, the mappings show ``uw`` in the
+process's smaps VmFlags; :meth:`WriteTracker.stop` unregisters them before
+anything of the frozen state is read.  Were this command to die, the kernel
+drops the registration with its last descriptor.
+
+Refused (:class:`TrackingUnavailable`, and the checkpoint copies everything
+while frozen) for a process under a seccomp filter (an injected
+``userfaultfd`` could kill it), a kernel without userfaultfd or PAGEMAP_SCAN,
+and a mapping that cannot be registered (one the process registered itself,
+a device's).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+from typing import TYPE_CHECKING
+
+from sigfs import procfs
+
+if TYPE_CHECKING:
+    from sigfs.tracer import Tracer
+
+SYS_USERFAULTFD = 323  # x86-64
+SYS_PIDFD_GETFD = 438
+SYS_CLOSE = 3
+UFFD_USER_MODE_ONLY = 1
+UFFD_API = 0xAA
+UFFD_FEATURE_WP_ASYNC = 1 << 15
+UFFDIO_REGISTER_MODE_WP = 2
+# _IOWR(0xAA, 0x3F, struct uffdio_api), _IOWR(0xAA, 0x00, struct
+# uffdio_register), _IOR(0xAA, 0x01, struct uffdio_range)
+UFFDIO_API = 0xC018AA3F
+UFFDIO_REGISTER = 0xC020AA00
+UFFDIO_UNREGISTER = 0x8010AA01
+UFFDIO_WRITEPROTECT = 0xC018AA06  # _IOWR(0xAA, 0x06, struct uffdio_writeprotect)
+UFFDIO_WRITEPROTECT_MODE_WP = 1
+# _IOWR('f', 16, struct pm_scan_arg) and its flags and categories
+PAGEMAP_SCAN = 0xC0606610
+PM_SCAN_CHECK_WPASYNC = 2
+PAGE_IS_WRITTEN = 1 << 1
+PAGE = 4096
+
+_API = struct.Struct("<QQQ")
+_REGISTER = struct.Struct("<QQQQ")
+_RANGE = struct.Struct("<QQ")
+_WP = struct.Struct("<QQQ")
+_VEC_LEN = 512  # regions per PAGEMAP_SCAN call
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.ioctl.restype = ctypes.c_int
+
+
+class TrackingUnavailable(Exception):
+    """Writes to this process cannot be tracked; the reason is the message."""
+
+
+class _ScanArg(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "size",
+            "flags",
+            "start",
+            "end",
+            "walk_end",
+            "vec",
+            "vec_len",
+            "max_pages",
+            "category_inverted",
+            "category_mask",
+            "category_anyof_mask",
+            "return_mask",
+        )
+    ]
+
+
+class WriteTracker:
+    """Write tracking over some ranges of one process; see the module."""
+
+    def __init__(self, pid: int, uffd: int, ranges: list[tuple[int, int]]) -> None:
+        self.pid = pid
+        self.ranges = ranges
+        self._uffd = uffd
+        self._registered: list[tuple[int, int]] = []
+        try:
+            self._pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            os.close(uffd)
+            raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+        self._vec = (ctypes.c_uint64 * (3 * _VEC_LEN))()
+
+    def _start(self) -> None:
+        # Not UFFD_FEATURE_WP_UNPOPULATED: its markers on never-touched
+        # pages read as swap entries in the pagemap (as they do in file
+        # mappings, which is why only anonymous ones are tracked).  A first
+        # write there makes a present page, which the layout check catches.
+        api = bytearray(_API.pack(UFFD_API, UFFD_FEATURE_WP_ASYNC, 0))
+        try:
+            _ioctl(self._uffd, UFFDIO_API, api)
+        except OSError as exc:
+            raise TrackingUnavailable(
+                f"userfaultfd has no asynchronous write protection here ({exc.strerror})"
+            ) from None
+        for start, end in self.ranges:
+            reg = bytearray(_REGISTER.pack(start, end - start, UFFDIO_REGISTER_MODE_WP, 0))
+            try:
+                _ioctl(self._uffd, UFFDIO_REGISTER, reg)
+            except OSError as exc:
+                raise TrackingUnavailable(
+                    f"cannot track writes to {start:#x}-{end:#x} ({exc.strerror})"
+                ) from None
+            self._registered.append((start, end))
+        # Protect every page now: what is written from here on shows.  With
+        # UFFDIO_WRITEPROTECT, not PAGEMAP_SCAN's WP_MATCHING: that also puts
+        # markers in never-touched entries, which the pagemap shows as swap.
+        for start, end in self.ranges:
+            wp = bytearray(_WP.pack(start, end - start, UFFDIO_WRITEPROTECT_MODE_WP))
+            try:
+                _ioctl(self._uffd, UFFDIO_WRITEPROTECT, wp)
+            except OSError as exc:
+                raise TrackingUnavailable(
+                    f"cannot write-protect {start:#x}-{end:#x} ({exc.strerror})"
+                ) from None
+
+    def _scan(self, start: int, end: int, flags: int) -> list[tuple[int, int]]:
+        """The written regions in [start, end), in address order."""
+        out: list[tuple[int, int]] = []
+        vec = self._vec
+        while start < end:
+            arg = _ScanArg(
+                ctypes.sizeof(_ScanArg),
+                flags,
+                start,
+                end,
+                0,
+                ctypes.addressof(vec),
+                _VEC_LEN,
+                0,
+                0,
+                PAGE_IS_WRITTEN,
+                0,
+                PAGE_IS_WRITTEN,
+            )
+            n = _libc.ioctl(self._pagemap, ctypes.c_ulong(PAGEMAP_SCAN), ctypes.byref(arg))
+            if n < 0:
+                err = ctypes.get_errno()
+                if err == errno.ENOTTY or err == errno.EINVAL:
+                    raise TrackingUnavailable("this kernel has no PAGEMAP_SCAN (Linux 6.7+)")
+                if err == errno.EPERM:
+                    raise TrackingUnavailable(f"{start:#x}-{end:#x} is no longer tracked")
+                raise OSError(err, f"PAGEMAP_SCAN of process {self.pid}: {os.strerror(err)}")
+            for i in range(n):
+                out.append((vec[3 * i], vec[3 * i + 1]))
+            if arg.walk_end <= start:
+                break
+            start = arg.walk_end
+        return out
+
+    def written(self) -> list[tuple[int, int]]:
+        """Every region (start, end) written since the tracking began, in
+        address order.  Raises TrackingUnavailable if a range is no longer
+        what was registered (unmapped, remapped)."""
+        out: list[tuple[int, int]] = []
+        for start, end in self.ranges:
+            out.extend(self._scan(start, end, PM_SCAN_CHECK_WPASYNC))
+        return out
+
+    def stop(self) -> None:
+        """Unregister every range and let the userfaultfd go (idempotent;
+        raises nothing: a range gone with its mapping needs nothing)."""
+        for start, end in self._registered:
+            try:
+                _ioctl(self._uffd, UFFDIO_UNREGISTER, bytearray(_RANGE.pack(start, end - start)))
+            except OSError:
+                pass
+        self._registered.clear()
+        for fd in (self._uffd, self._pagemap):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._uffd = self._pagemap = -1
+
+
+def _ioctl(fd: int, request: int, buf: bytearray) -> None:
+    c_buf = (ctypes.c_char * len(buf)).from_buffer(buf)
+    if _libc.ioctl(fd, ctypes.c_ulong(request), c_buf) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+async def _userfaultfd_of(tracer: Tracer, pid: int) -> int:
+    """A userfaultfd for ``pid``'s memory, held here: made in the process by
+    an injected syscall, taken with pidfd_getfd, closed there again."""
+    from sigfs import inject, state
+
+    tid = state.live_thread(pid)
+    pidfd = os.pidfd_open(pid)
+    try:
+        async with tracer.stopped(pid, tid) as att:
+            async with inject.Injection(tracer, att) as inj:
+                flags = os.O_CLOEXEC | os.O_NONBLOCK
+                fd = await inj.syscall(SYS_USERFAULTFD, flags)
+                if fd == -errno.EPERM:
+                    # vm.unprivileged_userfaultfd=0: user faults only (the
+                    # kernel lifts async protection for its own writes too).
+                    fd = await inj.syscall(SYS_USERFAULTFD, flags | UFFD_USER_MODE_ONLY)
+                if fd < 0:
+                    raise TrackingUnavailable(
+                        f"the process cannot make a userfaultfd ({os.strerror(-fd)})"
+                    )
+                try:
+                    mine = int(_libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0))
+                    err = ctypes.get_errno()
+                finally:
+                    await inj.check(SYS_CLOSE, fd)
+    finally:
+        os.close(pidfd)
+    if mine < 0:
+        raise OSError(err, f"pidfd_getfd of process {pid}: {os.strerror(err)}")
+    return mine
+
+
+async def start(tracer: Tracer, pid: int, ranges: list[tuple[int, int]]) -> WriteTracker:
+    """Track writes to ``ranges`` (whole private mappings) of ``pid`` from
+    now on.  Raises TrackingUnavailable with the reason where it cannot."""
+    seccomp = procfs.read_status(pid).get("Seccomp") or "0"
+    if seccomp != "0":
+        raise TrackingUnavailable("the process runs under seccomp; userfaultfd is not injected")
+    uffd = await _userfaultfd_of(tracer, pid)
+    tracker = WriteTracker(pid, uffd, ranges)
+    try:
+        tracker._start()
+    except BaseException:
+        tracker.stop()
+        raise
+    return tracker

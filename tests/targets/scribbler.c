@@ -1,0 +1,56 @@
+/* scribbler PAGES USEC: keeps writing its memory, for the tests of
+ * `checkpoint --pre-copy`.  One anonymous mapping of 1 + PAGES pages: page 0
+ * holds the count G of generations written; generation g fills every word
+ * of page 1 + g % PAGES with g, then G becomes g + 1, then it sleeps USEC
+ * microseconds (0: not at all).  So at any stop, for k = 1 .. PAGES - 1,
+ * page 1 + (G - k) % PAGES holds G - k in every word (if G >= k): a copy of
+ * the memory that missed a write shows an older generation somewhere.
+ * ready pid=P addr=0x... pages=PAGES
+ * Commands (read between generations): "map" -> maps and touches one more
+ * anonymous page, "mapped 0x..."; "count" -> "count G".
+ */
+#include "common.h"
+#include <poll.h>
+#include <sys/mman.h>
+#include <time.h>
+
+int main(int argc, char **argv)
+{
+	size_t pages = argc > 1 ? strtoul(argv[1], NULL, 10) : 256;
+	long usec = argc > 2 ? strtol(argv[2], NULL, 10) : 100;
+	common_setup();
+	volatile uint64_t *m = mmap(NULL, (pages + 1) * 4096, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		die("mmap");
+	alarm(600);
+	printf("ready pid=%d addr=%p pages=%zu\n", getpid(), (void *)m, pages);
+	fflush(stdout);
+	struct pollfd in = { .fd = 0, .events = POLLIN };
+	char line[64];
+	for (uint64_t g = 0;; g++) {
+		volatile uint64_t *page = m + 512 * (1 + g % pages);
+		for (int i = 0; i < 512; i++)
+			page[i] = g;
+		__atomic_store_n(&m[0], g + 1, __ATOMIC_RELEASE);
+		if (usec > 0) {
+			struct timespec ts = { 0, usec * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		if (g % 64 || poll(&in, 1, 0) <= 0)
+			continue;
+		if (!fgets(line, sizeof line, stdin))
+			return 0;
+		if (strncmp(line, "map", 3) == 0) {
+			char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (p == MAP_FAILED)
+				die("mmap");
+			p[0] = 1;
+			printf("mapped %p\n", (void *)p);
+		} else if (strncmp(line, "count", 5) == 0) {
+			printf("count %llu\n", (unsigned long long)m[0]);
+		}
+		fflush(stdout);
+	}
+}

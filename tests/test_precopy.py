@@ -1,0 +1,206 @@
+"""`sigfs checkpoint --pre-copy`: the memory copied while the process runs,
+its writes tracked by userfaultfd's asynchronous write protection
+(sigfs.tracking), and only the pages written since copied again while
+frozen.  Checked against a target that never stops writing (every page
+carries its generation, so a missed write shows as an older one), against
+a plain checkpoint of a process that cannot change, and against the
+process's own view afterwards (descriptors, mappings, VmFlags, memory)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sigfs import aio, checkpoint, procfs
+from sigfs.formats import pages as pages_fmt
+from sigfs.pages import zero_pfn
+
+pytestmark = pytest.mark.skipif(
+    not zero_pfn(), reason="pre-copy needs CAP_SYS_ADMIN (page frames in the pagemap)"
+)
+
+PAGE = 4096
+
+
+def run(pid: int, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    sigfs = os.path.join(os.path.dirname(sys.executable), "sigfs")
+    return subprocess.run(
+        [sigfs, "checkpoint", str(pid), dest, *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def image_memory(img: str) -> dict[int, bytes]:
+    """Page address -> bytes, from an image's pages file."""
+    with open(os.path.join(img, "pages"), "rb") as f:
+        data = f.read()
+    out = {}
+    for vaddr, npages, _flags, payload in pages_fmt.iter_records(io.BytesIO(data)):
+        for i in range(npages):
+            out[vaddr + i * PAGE] = bytes(payload[i * PAGE : (i + 1) * PAGE])
+    return out
+
+
+def check_generations(memory: dict[int, bytes], addr: int, pages: int) -> int:
+    """The scribbler's invariant (see tests/targets/scribbler.c) in an image;
+    returns G, the generations it had written."""
+    (g,) = struct.unpack_from("<Q", memory[addr])
+    assert g > pages, "the scribbler had not gone round its pages yet"
+    for k in range(1, pages):
+        want = g - k
+        page = memory[addr + PAGE * (1 + want % pages)]
+        words = set(struct.unpack(f"<{PAGE // 8}Q", page))
+        assert words == {want}, f"page of generation {want} holds {sorted(words)[:3]} (G={g})"
+    return g
+
+
+def wait_round(t, pages: int) -> None:  # type: ignore[no-untyped-def]
+    """Until the scribbler has written every page once: before that, each
+    first write makes a page present, a layout change."""
+    deadline = time.monotonic() + 30
+    while True:
+        t.send("count")
+        if int(t.readline().split()[1]) > 2 * pages:
+            return
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def recopied(stderr: str) -> int:
+    m = re.search(r"\((\d+) pages copied again\)", stderr)
+    assert m, stderr
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("usec", [0, 20])  # writing flat out; a write every 20 us
+def test_every_page_written_before_the_freeze_is_in_the_image(spawn, tmp_path, usec) -> None:  # type: ignore[no-untyped-def]
+    pages = 2048
+    t = spawn("scribbler", str(pages), str(usec))
+    addr = int(t.ready_info["addr"], 16)
+    wait_round(t, pages)
+    again = []
+    for i in range(3):
+        img = str(tmp_path / f"img{i}")
+        res = run(t.pid, img, "--leave-running", "--pre-copy")
+        assert res.returncode == 0, res.stderr
+        assert "--pre-copy:" not in res.stderr, res.stderr  # no fallback
+        again.append(recopied(res.stderr))
+        check_generations(image_memory(img), addr, pages)
+    # The writes during the copy were found and copied again (at least the
+    # count page, which every generation writes).
+    assert all(n >= 1 for n in again), again
+    t.send("count")
+    assert t.readline().startswith("count ")
+
+
+def test_a_pre_copy_image_equals_a_plain_one(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A process that cannot change (group-stopped, pinned to one CPU, as in
+    test_image's identical-images test): the same bytes either way, and
+    nothing to copy again but the copied-on-write pages of file mappings,
+    which are not tracked."""
+    from test_image import stop_on_one_cpu, tree_digest
+
+    t = spawn("mem", "16")
+    stop_on_one_cpu(t)
+    try:
+        plain, pre = str(tmp_path / "plain"), str(tmp_path / "pre")
+        res = run(t.pid, plain, "--leave-running")
+        assert res.returncode == 0, res.stderr
+        res = run(t.pid, pre, "--leave-running", "--pre-copy")
+        assert res.returncode == 0, res.stderr
+        assert "--pre-copy:" not in res.stderr, res.stderr
+        assert recopied(res.stderr) < 64  # nothing of the 16 MiB
+        assert tree_digest(plain) == tree_digest(pre)
+    finally:
+        os.kill(t.pid, signal.SIGCONT)
+    t.send("check")
+    assert t.readline() == "mem ok"
+
+
+def _vmflags(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/smaps") as f:
+        return [ln for ln in f if ln.startswith(("VmFlags", "7", "5"))]
+
+
+def test_the_process_is_left_as_it_was(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Its descriptors (the userfaultfd was made in it and closed again),
+    mappings and their VmFlags (no `uw` left), mask and memory."""
+    t = spawn("mem", "8")
+    fds = sorted(os.listdir(f"/proc/{t.pid}/fd"))
+    flags = _vmflags(t.pid)
+    mask = t.status()["SigBlk"]
+    for i in range(3):
+        res = run(t.pid, str(tmp_path / f"img{i}"), "--leave-running", "--pre-copy")
+        assert res.returncode == 0, res.stderr
+        assert sorted(os.listdir(f"/proc/{t.pid}/fd")) == fds
+        assert _vmflags(t.pid) == flags
+        assert " uw" not in "".join(flags)
+        assert t.status()["SigBlk"] == mask
+        assert t.status()["TracerPid"] == "0"
+    t.send("check")
+    assert t.readline() == "mem ok"
+
+
+def test_a_mapping_made_before_the_freeze_means_a_full_copy(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The layout changed between the pre-copy and the freeze (a new
+    mapping): the whole memory is copied again while frozen, and said so."""
+    pages = 256
+    t = spawn("scribbler", str(pages), "20")
+    addr = int(t.ready_info["addr"], 16)
+    wait_round(t, pages)
+    original = checkpoint._pre_copy
+    mapped: list[int] = []
+
+    async def pre_copy_then_map(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = await original(*args, **kwargs)
+        t.send("map")
+        line = t.readline()
+        assert line.startswith("mapped "), line
+        mapped.append(int(line.split()[1], 16))
+        return result
+
+    monkeypatch.setattr(checkpoint, "_pre_copy", pre_copy_then_map)
+    img = str(tmp_path / "img")
+    prep = checkpoint.prepare(t.pid, img)
+    result = aio.run(
+        checkpoint.run_checkpoint,
+        prep,
+        True,
+        checkpoint.Progress(False),
+        checkpoint.DEFAULT_CHECKSUM,
+        True,
+    )
+    assert result.recopied is None
+    assert any("layout changed" in note for note in result.notes), result.notes
+    memory = image_memory(img)
+    assert memory[mapped[0]][:1] == b"\x01"  # the new page is in the image
+    check_generations(memory, addr, pages)
+    assert procfs.read_status(t.pid)["TracerPid"] == "0"
+
+
+def test_a_process_under_seccomp_is_copied_while_frozen(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No userfaultfd is injected into a process with a seccomp filter (the
+    filter might kill it for that): one line says so, and the image is made
+    the usual way."""
+    t = spawn("handlers", "seccomp")
+    assert procfs.read_status(t.pid)["Seccomp"] == "2"
+    fds = sorted(os.listdir(f"/proc/{t.pid}/fd"))
+    res = run(t.pid, str(tmp_path / "img"), "--leave-running", "--pre-copy")
+    assert res.returncode == 0, res.stderr
+    assert "--pre-copy: the process runs under seccomp" in res.stderr
+    assert "copied again" not in res.stderr
+    assert os.path.exists(tmp_path / "img" / "MANIFEST")
+    assert sorted(os.listdir(f"/proc/{t.pid}/fd")) == fds
+    t.send("counts")
+    assert t.readline().startswith("counts ")
