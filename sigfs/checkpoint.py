@@ -244,7 +244,7 @@ async def _pre_copy(
         # The very mappings registered: one made since is caught at the
         # freeze (the maps differ), one made again in the place of a tracked
         # one too (its range is no longer tracked: written() refuses).
-        stream = PagesStream(pid, spans, markers=True)
+        stream = PagesStream(pid, spans)
         with stream:
             stream.dump(sink, functools.partial(_pages_progress, progress, stream), layout)
     except BaseException:
@@ -534,12 +534,7 @@ async def run_checkpoint(
             pre = await _pre_copy(tracer, pid, progress, sink, notes)
             if pre is not None:
                 prep.mark("copied the memory while it ran (--pre-copy)")
-        try:
-            await tracer.freeze(pid)
-        except BaseException:
-            if pre is not None:
-                pre[0].stop()
-            raise
+        await tracer.freeze(pid)
         frozen_at = time.monotonic()
         prep.mark("froze every thread")
         dump = await _dump(tracer, pid, progress, sink, pre)
@@ -554,6 +549,8 @@ async def run_checkpoint(
     except BaseException:
         # Every step here must happen whatever the others do: the process
         # runs on, and no DIR.partial is left to block the next checkpoint.
+        if pre is not None:
+            pre[0].stop()  # idempotent; _dump stops it on its way
         try:
             with aio.shield():
                 if pid in tracer.frozen:

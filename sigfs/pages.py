@@ -74,8 +74,8 @@ def dumpable_vmas(maps_text: str) -> list[Span]:
 
 PFN_MASK = (1 << 55) - 1
 # A swap entry's type (bits 0-4, shown with page frames); 31 is the kernel's
-# SWP_PTE_MARKER: no page at all, only a mark (userfaultfd's write
-# protection puts one in never-touched entries: see sigfs.tracking).
+# SWP_PTE_MARKER: no page at all, only a mark (a guard page; userfaultfd's
+# write protection puts one in never-touched entries: see sigfs.tracking).
 SWAP_TYPE_MASK = 0x1F
 SWP_PTE_MARKER = 31
 _WRITTEN_RUNS = re.compile(rb"\x00+")
@@ -160,13 +160,9 @@ class Layout:
 class PagesStream:
     """One pass over a process's memory, as the bytes of the ``pages`` file."""
 
-    def __init__(self, tgid: int, vmas: list[Span], markers: bool = False) -> None:
+    def __init__(self, tgid: int, vmas: list[Span]) -> None:
         self.tgid = tgid
         self.vmas = vmas
-        # Whether the pagemap may hold pte markers, to be read as no page
-        # (needs page frames shown, like zero_pfn(): only then is the swap
-        # type in the entry).
-        self._markers = markers
         self.total_pages = 0
         self.total_records = 0
         self.bytes_planned = sum(v.end - v.start for v in vmas)
@@ -218,7 +214,10 @@ class PagesStream:
         contents must still be checked for zero pages."""
         raw = raw or os.pread(self._pagemap, 8 * npages, (start // PAGE) * 8)
         classes = raw[7::8].translate(_CLASS_SHARED if shared_anon else _CLASS_PRIVATE)
-        if self._markers and b"\x01" in classes:
+        if self._zero_pfn and b"\x01" in classes:
+            # Swap entries of type SWP_PTE_MARKER hold no page: a guard page
+            # (MADV_GUARD_INSTALL), a userfaultfd write-protection mark.  The
+            # type is shown only with page frames (so is the zero page).
             entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
             marks = bytearray(classes)
             for i, e in enumerate(entries):

@@ -210,28 +210,31 @@ def _ioctl(fd: int, request: int, buf: bytearray) -> None:
 async def _userfaultfd_of(tracer: Tracer, pid: int) -> int:
     """A userfaultfd for ``pid``'s memory, held here: made in the process by
     an injected syscall, taken with pidfd_getfd, closed there again."""
-    from sigfs import inject, state
+    from sigfs import aio, inject, state
 
     tid = state.live_thread(pid)
     pidfd = os.pidfd_open(pid)
     try:
-        async with tracer.stopped(pid, tid) as att:
-            async with inject.Injection(tracer, att) as inj:
-                flags = os.O_CLOEXEC | os.O_NONBLOCK
-                fd = await inj.syscall(SYS_USERFAULTFD, flags)
-                if fd == -errno.EPERM:
-                    # vm.unprivileged_userfaultfd=0: user faults only (the
-                    # kernel lifts async protection for its own writes too).
-                    fd = await inj.syscall(SYS_USERFAULTFD, flags | UFFD_USER_MODE_ONLY)
-                if fd < 0:
-                    raise TrackingUnavailable(
-                        f"the process cannot make a userfaultfd ({os.strerror(-fd)})"
-                    )
-                try:
-                    mine = int(_libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0))
-                    err = ctypes.get_errno()
-                finally:
-                    await inj.check(SYS_CLOSE, fd)
+        # Shielded: a Ctrl-C must not leave the process holding a userfaultfd.
+        with aio.shield():
+            async with tracer.stopped(pid, tid) as att:
+                async with inject.Injection(tracer, att) as inj:
+                    flags = os.O_CLOEXEC | os.O_NONBLOCK
+                    fd = await inj.syscall(SYS_USERFAULTFD, flags)
+                    if fd == -errno.EPERM:
+                        # vm.unprivileged_userfaultfd=0: user faults only
+                        # (the kernel lifts async protection for its own
+                        # writes all the same).
+                        fd = await inj.syscall(SYS_USERFAULTFD, flags | UFFD_USER_MODE_ONLY)
+                    if fd < 0:
+                        raise TrackingUnavailable(
+                            f"the process cannot make a userfaultfd ({os.strerror(-fd)})"
+                        )
+                    try:
+                        mine = int(_libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0))
+                        err = ctypes.get_errno()
+                    finally:
+                        await inj.check(SYS_CLOSE, fd)
     finally:
         os.close(pidfd)
     if mine < 0:

@@ -204,3 +204,39 @@ def test_a_process_under_seccomp_is_copied_while_frozen(spawn, tmp_path) -> None
     assert sorted(os.listdir(f"/proc/{t.pid}/fd")) == fds
     t.send("counts")
     assert t.readline().startswith("counts ")
+
+
+GUARD_CHILD = """
+import ctypes, mmap, sys
+libc = ctypes.CDLL(None, use_errno=True)
+m = mmap.mmap(-1, 4 * 4096)
+m[:] = b"\\x07" * (4 * 4096)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+MADV_GUARD_INSTALL = 102
+ok = libc.madvise(ctypes.c_void_p(addr + 4096), 4096, MADV_GUARD_INSTALL) == 0
+print("ready", hex(addr), int(ok), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_guard_page_is_no_page(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A guard page (MADV_GUARD_INSTALL, Linux 6.13+) is a marker in the page
+    table that the pagemap shows as a swap entry: it holds no data and must
+    not be read (that faults).  So do userfaultfd's marks, which the
+    pre-copy leaves behind if it dies."""
+    from conftest import start_python, stop_process
+
+    proc, words = start_python(GUARD_CHILD)
+    try:
+        if words[2] != "1":
+            pytest.skip("no MADV_GUARD_INSTALL on this kernel")
+        addr = int(words[1], 16)
+        img = str(tmp_path / "img")
+        res = run(proc.pid, img, "--leave-running")
+        assert res.returncode == 0, res.stderr
+        memory = image_memory(img)
+        assert addr + PAGE not in memory  # the guard page
+        for page in (addr, addr + 2 * PAGE, addr + 3 * PAGE):
+            assert memory[page] == b"\x07" * PAGE
+    finally:
+        stop_process(proc)
