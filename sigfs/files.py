@@ -80,6 +80,9 @@ class FileContext:
     # The leader's status as read by the permission check just before, when
     # the file is about the leader: saves reading it again.
     status: procfs.Status | None = None
+    # Starts of the mappings `checkpoint --pre-copy` registered for write
+    # tracking: their `uw` VmFlag is sigfs's, not the process's, and is not shown.
+    tracked: frozenset[int] = frozenset()
 
     def log(self, message: str) -> None:
         self.errors.add(self.pid, self.path, message)
@@ -165,7 +168,7 @@ async def load_fds(ctx: FileContext) -> bytes:
 
 
 async def collect_mm(ctx: FileContext) -> Render:
-    raw = await image.read_mm_raw(ctx.tracer, ctx.pid)
+    raw = await image.read_mm_raw(ctx.tracer, ctx.pid, ctx.tracked)
     return lambda: mm_fmt.render(image.mm_from_raw(raw)).encode()
 
 

@@ -332,9 +332,11 @@ class MmRaw:
     smaps: str
     exe: str
     auxv: tuple[tuple[int, int], ...]
+    #: Mappings whose `uw` VmFlag sigfs set itself (write tracking).
+    tracked: frozenset[int] = frozenset()
 
 
-async def read_mm_raw(tracer: Tracer, tgid: int) -> MmRaw:
+async def read_mm_raw(tracer: Tracer, tgid: int, tracked: frozenset[int] = frozenset()) -> MmRaw:
     brk = await read_brk(tracer, tgid)
     fields = _stat_fields(tgid)
     maps = _read_text(f"/proc/{tgid}/maps")
@@ -343,7 +345,7 @@ async def read_mm_raw(tracer: Tracer, tgid: int) -> MmRaw:
         exe = _readlink(f"/proc/{tgid}/exe")
     except OSError:
         exe = ""
-    return MmRaw(brk, fields, maps, smaps, exe, procfs.read_auxv(tgid))
+    return MmRaw(brk, fields, maps, smaps, exe, procfs.read_auxv(tgid), tracked)
 
 
 async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
@@ -352,7 +354,11 @@ async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
 
 def mm_from_raw(raw: MmRaw) -> mm_fmt.Mm:
     fields, brk = raw.stat, raw.brk
-    vmas = mm_fmt.parse_proc_maps(raw.maps, mm_fmt.parse_smaps_vmflags(raw.smaps))
+    flags = mm_fmt.parse_smaps_vmflags(raw.smaps)
+    for start in raw.tracked:
+        if start in flags:
+            flags[start] = tuple(f for f in flags[start] if f != "uw")
+    vmas = mm_fmt.parse_proc_maps(raw.maps, flags)
     return mm_fmt.Mm(
         start_code=_field(fields, 26),
         end_code=_field(fields, 27),

@@ -262,8 +262,8 @@ class BufferSink:
 
     def patch_remote(self, pid: int, addr: int, n: int, at: int) -> bool:
         """Copy ``n`` bytes at ``addr`` in ``pid`` over the stream's bytes at
-        offset ``at`` (already put): for pages written since they were
-        copied.  False if they cannot all be read."""
+        offset ``at`` (already put) where they differ: for pages written
+        since they were copied.  False if they cannot all be read."""
         self.drain()
         self._prepared()
         if self._closed or not self._slots:
@@ -281,10 +281,15 @@ class BufferSink:
                 if got != k:
                     return False
                 with memoryview(self._slots[index]) as whole:
-                    pos = 0
-                    while pos < k:
-                        pos += os.pwrite(self.out, whole[pos:k], at + done + pos)
-                self._rehash = True
+                    # Unchanged bytes (a page written back with what it held,
+                    # the copied-on-write pages of file mappings, always
+                    # copied again) are left alone: the running checksum
+                    # then still holds, and is not read back whole.
+                    if os.pread(self.out, k, at + done) != whole[:k]:
+                        pos = 0
+                        while pos < k:
+                            pos += os.pwrite(self.out, whole[pos:k], at + done + pos)
+                        self._rehash = True
                 done += k
         finally:
             self._free.put(index)
