@@ -161,7 +161,7 @@ def baseline_copy(pid: int, addr: int, size: int, dest: str) -> float:
     return time.perf_counter() - t0
 
 
-def run_checkpoint(pid: int, dest: str) -> tuple[float, float, int]:
+def run_checkpoint(pid: int, dest: str, *extra: str) -> tuple[float, float, int]:
     """(wall seconds, frozen seconds, peak RSS KiB) of one `sigfs checkpoint`.
 
     The peak RSS is the command's own VmHWM, which ``--timings`` prints: the
@@ -170,7 +170,7 @@ def run_checkpoint(pid: int, dest: str) -> tuple[float, float, int]:
     sigfs = str(Path(sys.executable).parent / "sigfs")
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sigfs, "checkpoint", str(pid), dest, "--leave-running", "--timings"],
+        [sigfs, "checkpoint", str(pid), dest, "--leave-running", "--timings", *extra],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -192,7 +192,7 @@ def bench_checkpoint(sizes: list[int], runs: int) -> None:
     )
     print(
         f"  {'MiB':>5} {'checkpoint ms':>14} {'frozen ms':>10} {'baseline ms':>12} "
-        f"{'ratio':>6} {'peak RSS MiB':>13}"
+        f"{'ratio':>6} {'peak RSS MiB':>13}   {'--pre-copy ms':>13} {'frozen ms':>10}"
     )
     # tmpfs, so both sides measure memory copies, not the disk.
     work = tempfile.mkdtemp(prefix="sigfs-bench-", dir="/dev/shm")
@@ -202,7 +202,7 @@ def bench_checkpoint(sizes: list[int], runs: int) -> None:
             try:
                 info = dict(kv.split("=") for kv in target_ready[target.pid].split()[1:])
                 addr, size = int(info["addr"], 16), int(info["size"])
-                walls, frozens, rss, bases = [], [], [], []
+                walls, frozens, rss, bases, pre_walls, pre_frozens = [], [], [], [], [], []
                 for i in range(runs):
                     dest = f"{work}/img{i}"
                     w, f, r = run_checkpoint(target.pid, dest)
@@ -210,12 +210,19 @@ def bench_checkpoint(sizes: list[int], runs: int) -> None:
                     frozens.append(f)
                     rss.append(r)
                     shutil.rmtree(dest)
+                    w, f, r = run_checkpoint(target.pid, dest, "--pre-copy")
+                    pre_walls.append(w)
+                    pre_frozens.append(f)
+                    rss.append(r)
+                    shutil.rmtree(dest)
                     bases.append(baseline_copy(target.pid, addr, size, f"{work}/base"))
                     os.unlink(f"{work}/base")
-                w, f, b = (statistics.median(x) for x in (walls, frozens, bases))
+                w, f, b, pw, pf = (
+                    statistics.median(x) for x in (walls, frozens, bases, pre_walls, pre_frozens)
+                )
                 print(
                     f"  {mib:>5} {w * 1e3:>14.1f} {f * 1e3:>10.1f} {b * 1e3:>12.1f} "
-                    f"{w / b:>5.1f}x {max(rss) / 1024:>13.1f}"
+                    f"{w / b:>5.1f}x {max(rss) / 1024:>13.1f}   {pw * 1e3:>13.1f} {pf * 1e3:>10.1f}"
                 )
             finally:
                 stop_target(target)

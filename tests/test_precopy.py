@@ -104,6 +104,19 @@ def test_every_page_written_before_the_freeze_is_in_the_image(spawn, tmp_path, u
     assert t.readline().startswith("count ")
 
 
+def test_without_leave_running_the_process_dies_after_its_image(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pages = 512
+    t = spawn("scribbler", str(pages), "0")
+    addr = int(t.ready_info["addr"], 16)
+    wait_round(t, pages)
+    img = str(tmp_path / "img")
+    res = run(t.pid, img, "--pre-copy")
+    assert res.returncode == 0, res.stderr
+    assert "process killed" in res.stderr and "copied again" in res.stderr, res.stderr
+    assert t.proc.wait(timeout=10) == -signal.SIGKILL
+    check_generations(image_memory(img), addr, pages)
+
+
 def test_a_pre_copy_image_equals_a_plain_one(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A process that cannot change (group-stopped, pinned to one CPU, as in
     test_image's identical-images test): the same bytes either way, and
