@@ -83,12 +83,21 @@ def recopied(stderr: str) -> int:
     return int(m.group(1))
 
 
-@pytest.mark.parametrize("usec", [0, 20])  # writing flat out; a write every 20 us
-def test_every_page_written_before_the_freeze_is_in_the_image(spawn, tmp_path, usec) -> None:  # type: ignore[no-untyped-def]
+def _anon_huge_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("AnonHugePages:"))
+
+
+# Writing flat out; a write every 20 us; flat out in transparent huge pages
+# (whose write protection the kernel splits at the first write).
+@pytest.mark.parametrize("usec,thp", [(0, False), (20, False), (0, True)])
+def test_every_page_written_before_the_freeze_is_in_the_image(spawn, tmp_path, usec, thp) -> None:  # type: ignore[no-untyped-def]
     pages = 2048
-    t = spawn("scribbler", str(pages), str(usec))
+    t = spawn("scribbler", str(pages), str(usec), *(["thp"] if thp else []))
     addr = int(t.ready_info["addr"], 16)
     wait_round(t, pages)
+    if thp and not _anon_huge_kib(t.pid):
+        pytest.skip("no transparent huge pages here")
     again = []
     for i in range(3):
         img = str(tmp_path / f"img{i}")

@@ -1,10 +1,11 @@
-/* scribbler PAGES USEC: keeps writing its memory, for the tests of
+/* scribbler PAGES USEC [thp]: keeps writing its memory, for the tests of
  * `checkpoint --pre-copy`.  One anonymous mapping of 1 + PAGES pages: page 0
  * holds the count G of generations written; generation g fills every word
  * of page 1 + g % PAGES with g, then G becomes g + 1, then it sleeps USEC
  * microseconds (0: not at all).  So at any stop, for k = 1 .. PAGES - 1,
  * page 1 + (G - k) % PAGES holds G - k in every word (if G >= k): a copy of
  * the memory that missed a write shows an older generation somewhere.
+ * With "thp" the mapping asks for transparent huge pages (MADV_HUGEPAGE).
  * ready pid=P addr=0x... pages=PAGES
  * Commands (read between generations): "map" -> maps and touches one more
  * anonymous page, "mapped 0x..."; "count" -> "count G".
@@ -23,6 +24,9 @@ int main(int argc, char **argv)
 				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED)
 		die("mmap");
+	if (argc > 3 && strcmp(argv[3], "thp") == 0 &&
+	    madvise((void *)m, (pages + 1) * 4096, MADV_HUGEPAGE) != 0)
+		die("madvise");
 	alarm(600);
 	printf("ready pid=%d addr=%p pages=%zu\n", getpid(), (void *)m, pages);
 	fflush(stdout);
