@@ -262,3 +262,26 @@ def test_a_guard_page_is_no_page(tmp_path) -> None:  # type: ignore[no-untyped-d
             assert memory[page] == b"\x07" * PAGE
     finally:
         stop_process(proc)
+
+
+def test_a_many_threaded_process(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Ten threads with their own stacks and altstacks: the same image as a
+    plain checkpoint while the process cannot change, and every thread
+    keeps its mask and pending signal afterwards."""
+    from test_image import stop_on_one_cpu, tree_digest
+
+    t = spawn("threads", "10")
+    before = {tid: (t.status(tid)["SigBlk"], t.status(tid)["SigPnd"]) for tid in t.tids()}
+    stop_on_one_cpu(t)
+    try:
+        plain, pre = str(tmp_path / "plain"), str(tmp_path / "pre")
+        res = run(t.pid, plain, "--leave-running")
+        assert res.returncode == 0, res.stderr
+        res = run(t.pid, pre, "--leave-running", "--pre-copy")
+        assert res.returncode == 0, res.stderr
+        assert "--pre-copy:" not in res.stderr, res.stderr
+        assert tree_digest(plain) == tree_digest(pre)
+    finally:
+        os.kill(t.pid, signal.SIGCONT)
+    after = {tid: (t.status(tid)["SigBlk"], t.status(tid)["SigPnd"]) for tid in t.tids()}
+    assert after == before
