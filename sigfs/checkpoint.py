@@ -274,7 +274,7 @@ async def _dump(
     from sigfs.tracking import TrackingUnavailable
 
     layout = pre[1] if pre is not None else None
-    tracked = frozenset(start for start, _ in pre[0].ranges) if pre is not None else frozenset()
+    tracked = tuple(pre[0].ranges) if pre is not None else ()
     tids = sorted(a.tid for a in tracer.frozen[pid])
     errors = ErrorLog()
     files: list[tuple[str, int]] = []
@@ -297,9 +297,11 @@ async def _dump(
                     layout = None  # a tracked mapping went away: copy it all again
             stream = PagesStream(pid, dumpable_vmas(procfs.read_maps(pid)))
             with stream:
-                copied = stream.patch(sink, layout, written) if layout is not None else None
+                copied = None
+                if pre is not None and layout is not None:
+                    copied = stream.patch(sink, layout, written, pre[0].ranges)
                 if copied is None:
-                    if layout is not None:
+                    if pre is not None:
                         sink.restart()  # the layout changed: the whole stream again
                     stream.dump(sink, functools.partial(_pages_progress, progress, stream))
                 recopied = copied

@@ -80,9 +80,10 @@ class FileContext:
     # The leader's status as read by the permission check just before, when
     # the file is about the leader: saves reading it again.
     status: procfs.Status | None = None
-    # Starts of the mappings `checkpoint --pre-copy` registered for write
-    # tracking: their `uw` VmFlag is sigfs's, not the process's, and is not shown.
-    tracked: frozenset[int] = frozenset()
+    # The ranges `checkpoint --pre-copy` registered for write tracking (in
+    # address order): the `uw` VmFlag of a mapping in one is sigfs's, not
+    # the process's, and is not shown.
+    tracked: tuple[tuple[int, int], ...] = ()
 
     def log(self, message: str) -> None:
         self.errors.add(self.pid, self.path, message)

@@ -8,6 +8,7 @@ syscall for what only the process can ask (brk, a few prctl values).
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import errno
 import os
@@ -332,11 +333,14 @@ class MmRaw:
     smaps: str
     exe: str
     auxv: tuple[tuple[int, int], ...]
-    #: Mappings whose `uw` VmFlag sigfs set itself (write tracking).
-    tracked: frozenset[int] = frozenset()
+    #: Ranges (in address order) whose mappings' `uw` VmFlag sigfs set
+    #: itself (write tracking).
+    tracked: tuple[tuple[int, int], ...] = ()
 
 
-async def read_mm_raw(tracer: Tracer, tgid: int, tracked: frozenset[int] = frozenset()) -> MmRaw:
+async def read_mm_raw(
+    tracer: Tracer, tgid: int, tracked: tuple[tuple[int, int], ...] = ()
+) -> MmRaw:
     brk = await read_brk(tracer, tgid)
     fields = _stat_fields(tgid)
     maps = _read_text(f"/proc/{tgid}/maps")
@@ -355,9 +359,13 @@ async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
 def mm_from_raw(raw: MmRaw) -> mm_fmt.Mm:
     fields, brk = raw.stat, raw.brk
     flags = mm_fmt.parse_smaps_vmflags(raw.smaps)
-    for start in raw.tracked:
-        if start in flags:
-            flags[start] = tuple(f for f in flags[start] if f != "uw")
+    if raw.tracked:
+        starts = [lo for lo, _ in raw.tracked]
+        for start, vmflags in flags.items():
+            i = bisect.bisect_right(starts, start) - 1
+            # In a tracked range (split or shrunk since, maybe): its uw is ours.
+            if i >= 0 and start < raw.tracked[i][1] and "uw" in vmflags:
+                flags[start] = tuple(f for f in vmflags if f != "uw")
     vmas = mm_fmt.parse_proc_maps(raw.maps, flags)
     return mm_fmt.Mm(
         start_code=_field(fields, 26),

@@ -331,14 +331,20 @@ class PagesStream:
             layout.total_records = self.total_records
             layout.end = sink.size
 
-    def patch(self, sink: BufferSink, layout: Layout, written: list[tuple[int, int]]) -> int | None:
+    def patch(
+        self,
+        sink: BufferSink,
+        layout: Layout,
+        written: list[tuple[int, int]],
+        tracked: list[tuple[int, int]],
+    ) -> int | None:
         """Bring a stream that :meth:`dump` copied while the process ran up to
-        date, the process now frozen: the pages of private anonymous memory
-        in ``written`` (regions, in address order, written since the copy
-        began: see :mod:`sigfs.tracking`) are copied again over their place,
-        and every page kept of other mappings (shared memory, which another
-        process may have written; the copied-on-write pages of private file
-        mappings, which are not tracked).
+        date, the process now frozen: in the ``tracked`` ranges (address
+        order), the pages in ``written`` (regions in address order, written
+        since the copy began: see :mod:`sigfs.tracking`) are copied again over
+        their place, and elsewhere every page kept (shared memory, which
+        another process may have written; the copied-on-write pages of
+        private file mappings; mappings that could not be tracked).
         Returns how many pages were copied again, or None when the stream's
         layout itself changed (mappings, pages present, swapped or mapping
         the zero page, or a written page where zero pages are found by their
@@ -347,6 +353,7 @@ class PagesStream:
         if len(windows) != len(layout.windows):
             return None
         starts = [lo for lo, _ in written]
+        tracked_starts = [lo for lo, _ in tracked]
         copied = 0
         for key, (old_key, old_runs, old_check, placed) in zip(
             windows, layout.windows, strict=True
@@ -360,8 +367,9 @@ class PagesStream:
                 return None
             if not runs:
                 continue
-            tracked = drop_zero and not shared_anon  # private anonymous
-            dirty = _marks(start, n, written, starts) if tracked else bytes(n)
+            i = bisect.bisect_right(tracked_starts, start) - 1
+            inside = i >= 0 and start + n * PAGE <= tracked[i][1]
+            dirty = _marks(start, n, written, starts) if inside else bytes(n)
             for addr, count, at in placed:
                 first = (addr - start) // PAGE
                 marks = dirty[first : first + count]
@@ -374,7 +382,9 @@ class PagesStream:
                     if not sink.patch_remote(
                         self.tgid, addr + sub * PAGE, k * PAGE, at + sub * PAGE
                     ):
-                        return None
+                        # A page process_vm_readv cannot read (PROT_NONE):
+                        # through /proc/PID/mem, as dump() does.
+                        sink.patch_bytes(self._read_run(addr + sub * PAGE, k), at + sub * PAGE)
                     copied += k
         self.total_pages = layout.total_pages
         self.total_records = layout.total_records

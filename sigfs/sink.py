@@ -295,6 +295,16 @@ class BufferSink:
             self._free.put(index)
         return True
 
+    def patch_bytes(self, data: bytes, at: int) -> None:
+        """Write ``data`` over the stream's bytes at offset ``at`` (already
+        put) where they differ."""
+        self.drain()
+        if os.pread(self.out, len(data), at) != data:
+            pos = 0
+            while pos < len(data):
+                pos += os.pwrite(self.out, memoryview(data)[pos:], at + pos)
+            self._rehash = True
+
     def restart(self) -> None:
         """Begin the stream again from its first byte (what was put is
         overwritten, and cut off by :meth:`finish`)."""

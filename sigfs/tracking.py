@@ -5,22 +5,29 @@ copies again only the pages written since.
 The kernel's soft-dirty bits would tell, but kernels built without
 CONFIG_MEM_SOFT_DIRTY (this machine's among them) never set them.  So this
 uses userfaultfd's asynchronous write protection (Linux 6.7+): a userfaultfd
-is made *in* the process by one injected syscall, taken out with
-pidfd_getfd() and closed there again (its descriptor table is as before);
-its private anonymous mappings are registered for write protection in async mode,
-where the kernel itself lifts the protection of a page at its first write
-(no fault handler, nothing the process can notice but a minor fault), and
-PAGEMAP_SCAN on its pagemap first protects every page and later lists the
-pages written since.  While registered, the mappings show ``uw`` in the
-process's smaps VmFlags; :meth:`WriteTracker.stop` unregisters them before
-anything of the frozen state is read.  Were this command to die, the kernel
-drops the registration with its last descriptor.
+is made *in* the process by one injected syscall (the whole process frozen
+for it), taken out with pidfd_getfd() and closed there again (its descriptor
+table is as before); its private anonymous mappings are registered for write
+protection in async mode, where the kernel itself lifts the protection of a
+page at its first write (no fault handler: the process takes a minor fault,
+and a transparent huge page is split), and PAGEMAP_SCAN on its pagemap
+protects every populated page and later lists the pages written since.
+Only populated entries are protected: protecting a range also writes a
+marker into each empty entry (the kernel turns UFFD_FEATURE_WP_UNPOPULATED on
+with WP_ASYNC), which for a large reservation would allocate page tables for
+all of it.  While registered, the mappings show ``uw`` in the process's smaps
+VmFlags (``mm`` leaves it out) and the process cannot register them with a
+userfaultfd of its own.  :meth:`WriteTracker.stop` unregisters, after the
+thaw; were this command to die first, the kernel drops the registration with
+its last descriptor.
 
+A mapping that cannot be registered (a MAP_DROPPABLE one, one the process
+registered itself) is left untracked: its pages are copied again whole.
 Refused (:class:`TrackingUnavailable`, and the checkpoint copies everything
 while frozen) for a process under a seccomp filter (an injected
-``userfaultfd`` could kill it), a kernel without userfaultfd or PAGEMAP_SCAN,
-and a mapping that cannot be registered (one the process registered itself,
-a device's).
+``userfaultfd`` could kill it), one with io_uring, kernel AIO or RDMA
+descriptors (the kernel writes pinned pages without a fault, which the
+protection cannot see), and a kernel without userfaultfd or PAGEMAP_SCAN.
 """
 
 from __future__ import annotations
@@ -48,18 +55,18 @@ UFFDIO_REGISTER_MODE_WP = 2
 UFFDIO_API = 0xC018AA3F
 UFFDIO_REGISTER = 0xC020AA00
 UFFDIO_UNREGISTER = 0x8010AA01
-UFFDIO_WRITEPROTECT = 0xC018AA06  # _IOWR(0xAA, 0x06, struct uffdio_writeprotect)
-UFFDIO_WRITEPROTECT_MODE_WP = 1
 # _IOWR('f', 16, struct pm_scan_arg) and its flags and categories
 PAGEMAP_SCAN = 0xC0606610
+PM_SCAN_WP_MATCHING = 1
 PM_SCAN_CHECK_WPASYNC = 2
 PAGE_IS_WRITTEN = 1 << 1
+PAGE_IS_PRESENT = 1 << 3
+PAGE_IS_SWAPPED = 1 << 4
 PAGE = 4096
 
 _API = struct.Struct("<QQQ")
 _REGISTER = struct.Struct("<QQQQ")
 _RANGE = struct.Struct("<QQ")
-_WP = struct.Struct("<QQQ")
 _VEC_LEN = 512  # regions per PAGEMAP_SCAN call
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -96,9 +103,10 @@ class WriteTracker:
 
     def __init__(self, pid: int, uffd: int, ranges: list[tuple[int, int]]) -> None:
         self.pid = pid
-        self.ranges = ranges
+        self.wanted = ranges
+        #: The ranges registered, in address order: writes there are tracked.
+        self.ranges: list[tuple[int, int]] = []
         self._uffd = uffd
-        self._registered: list[tuple[int, int]] = []
         try:
             self._pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -107,10 +115,6 @@ class WriteTracker:
         self._vec = (ctypes.c_uint64 * (3 * _VEC_LEN))()
 
     def _start(self) -> None:
-        # Not UFFD_FEATURE_WP_UNPOPULATED: its markers on never-touched
-        # pages read as swap entries in the pagemap (as they do in file
-        # mappings, which is why only anonymous ones are tracked).  A first
-        # write there makes a present page, which the layout check catches.
         api = bytearray(_API.pack(UFFD_API, UFFD_FEATURE_WP_ASYNC, 0))
         try:
             _ioctl(self._uffd, UFFDIO_API, api)
@@ -118,29 +122,30 @@ class WriteTracker:
             raise TrackingUnavailable(
                 f"userfaultfd has no asynchronous write protection here ({exc.strerror})"
             ) from None
-        for start, end in self.ranges:
+        for start, end in self.wanted:
             reg = bytearray(_REGISTER.pack(start, end - start, UFFDIO_REGISTER_MODE_WP, 0))
             try:
                 _ioctl(self._uffd, UFFDIO_REGISTER, reg)
-            except OSError as exc:
-                raise TrackingUnavailable(
-                    f"cannot track writes to {start:#x}-{end:#x} ({exc.strerror})"
-                ) from None
-            self._registered.append((start, end))
-        # Protect every page now: what is written from here on shows.  With
-        # UFFDIO_WRITEPROTECT, not PAGEMAP_SCAN's WP_MATCHING: that also puts
-        # markers in never-touched entries, which the pagemap shows as swap.
+            except OSError:
+                continue  # left untracked: copied again whole
+            self.ranges.append((start, end))
+        # Protect every populated page now: what is written from here on
+        # shows.  Empty entries are left alone (a write there makes a page
+        # present, which the layout check sees); UFFDIO_WRITEPROTECT would
+        # put a marker in each, page tables and all.
         for start, end in self.ranges:
-            wp = bytearray(_WP.pack(start, end - start, UFFDIO_WRITEPROTECT_MODE_WP))
-            try:
-                _ioctl(self._uffd, UFFDIO_WRITEPROTECT, wp)
-            except OSError as exc:
-                raise TrackingUnavailable(
-                    f"cannot write-protect {start:#x}-{end:#x} ({exc.strerror})"
-                ) from None
+            self._scan(
+                start,
+                end,
+                PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+                anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+            )
 
-    def _scan(self, start: int, end: int, flags: int) -> list[tuple[int, int]]:
-        """The written regions in [start, end), in address order."""
+    def _scan(self, start: int, end: int, flags: int, anyof: int = 0) -> list[tuple[int, int]]:
+        """The regions in [start, end) that are written (or, with ``anyof``,
+        in one of those categories), in address order; with
+        PM_SCAN_WP_MATCHING they are write-protected as well."""
+        mask = 0 if anyof else PAGE_IS_WRITTEN
         out: list[tuple[int, int]] = []
         vec = self._vec
         while start < end:
@@ -154,9 +159,9 @@ class WriteTracker:
                 _VEC_LEN,
                 0,
                 0,
-                PAGE_IS_WRITTEN,
-                0,
-                PAGE_IS_WRITTEN,
+                mask,
+                anyof,
+                anyof or PAGE_IS_WRITTEN,
             )
             n = _libc.ioctl(self._pagemap, ctypes.c_ulong(PAGEMAP_SCAN), ctypes.byref(arg))
             if n < 0:
@@ -185,12 +190,11 @@ class WriteTracker:
     def stop(self) -> None:
         """Unregister every range and let the userfaultfd go (idempotent;
         raises nothing: a range gone with its mapping needs nothing)."""
-        for start, end in self._registered:
+        for start, end in self.ranges if self._uffd >= 0 else ():
             try:
                 _ioctl(self._uffd, UFFDIO_UNREGISTER, bytearray(_RANGE.pack(start, end - start)))
             except OSError:
                 pass
-        self._registered.clear()
         for fd in (self._uffd, self._pagemap):
             if fd >= 0:
                 try:
@@ -209,37 +213,68 @@ def _ioctl(fd: int, request: int, buf: bytearray) -> None:
 
 async def _userfaultfd_of(tracer: Tracer, pid: int) -> int:
     """A userfaultfd for ``pid``'s memory, held here: made in the process by
-    an injected syscall, taken with pidfd_getfd, closed there again."""
+    an injected syscall, taken with pidfd_getfd, closed there again.  The
+    whole process is frozen meanwhile: no other thread may fork with the
+    descriptor, or dup2 onto its number, while it is there."""
     from sigfs import aio, inject, state
 
-    tid = state.live_thread(pid)
     pidfd = os.pidfd_open(pid)
+    mine = -1
     try:
         # Shielded: a Ctrl-C must not leave the process holding a userfaultfd.
         with aio.shield():
-            async with tracer.stopped(pid, tid) as att:
-                async with inject.Injection(tracer, att) as inj:
-                    flags = os.O_CLOEXEC | os.O_NONBLOCK
-                    fd = await inj.syscall(SYS_USERFAULTFD, flags)
-                    if fd == -errno.EPERM:
-                        # vm.unprivileged_userfaultfd=0: user faults only
-                        # (the kernel lifts async protection for its own
-                        # writes all the same).
-                        fd = await inj.syscall(SYS_USERFAULTFD, flags | UFFD_USER_MODE_ONLY)
-                    if fd < 0:
-                        raise TrackingUnavailable(
-                            f"the process cannot make a userfaultfd ({os.strerror(-fd)})"
-                        )
-                    try:
-                        mine = int(_libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0))
-                        err = ctypes.get_errno()
-                    finally:
-                        await inj.check(SYS_CLOSE, fd)
+            await tracer.freeze(pid)
+            try:
+                tid = state.live_thread(pid)
+                async with tracer.stopped(pid, tid) as att:
+                    async with inject.Injection(tracer, att) as inj:
+                        flags = os.O_CLOEXEC | os.O_NONBLOCK
+                        fd = await inj.syscall(SYS_USERFAULTFD, flags)
+                        if fd == -errno.EPERM:
+                            # vm.unprivileged_userfaultfd=0: user faults only
+                            # (the kernel lifts async protection for its own
+                            # writes all the same).
+                            fd = await inj.syscall(SYS_USERFAULTFD, flags | UFFD_USER_MODE_ONLY)
+                        if fd < 0:
+                            raise TrackingUnavailable(
+                                f"the process cannot make a userfaultfd ({os.strerror(-fd)})"
+                            )
+                        try:
+                            mine = int(_libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0))
+                            err = ctypes.get_errno()
+                        finally:
+                            await inj.check(SYS_CLOSE, fd)
+            finally:
+                await tracer.thaw(pid)
+    except BaseException:
+        if mine >= 0:
+            os.close(mine)
+        raise
     finally:
         os.close(pidfd)
     if mine < 0:
-        raise OSError(err, f"pidfd_getfd of process {pid}: {os.strerror(err)}")
+        raise TrackingUnavailable(f"pidfd_getfd of its userfaultfd failed ({os.strerror(err)})")
     return mine
+
+
+# Descriptors through which the kernel writes pinned pages of the process
+# without a page fault, which write protection cannot see.
+_PINNING = ("anon_inode:[io_uring]", "anon_inode:[aio]", "/dev/infiniband/")
+
+
+def _pinning_descriptor(pid: int) -> str | None:
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith(_PINNING):
+            return target
+    return None
 
 
 async def start(tracer: Tracer, pid: int, ranges: list[tuple[int, int]]) -> WriteTracker:
@@ -248,6 +283,12 @@ async def start(tracer: Tracer, pid: int, ranges: list[tuple[int, int]]) -> Writ
     seccomp = procfs.read_status(pid).get("Seccomp") or "0"
     if seccomp != "0":
         raise TrackingUnavailable("the process runs under seccomp; userfaultfd is not injected")
+    pinning = _pinning_descriptor(pid)
+    if pinning is not None:
+        raise TrackingUnavailable(
+            f"the process has {pinning} open, through which the kernel writes its "
+            "memory without a fault that write protection would see"
+        )
     uffd = await _userfaultfd_of(tracer, pid)
     tracker = WriteTracker(pid, uffd, ranges)
     try:

@@ -166,34 +166,30 @@ def test_the_process_is_left_as_it_was(spawn, tmp_path) -> None:  # type: ignore
         res = run(t.pid, str(tmp_path / f"img{i}"), "--leave-running", "--pre-copy")
         assert res.returncode == 0, res.stderr
         assert sorted(os.listdir(f"/proc/{t.pid}/fd")) == fds
-        assert _vmflags(t.pid) == flags
-        assert " uw" not in "".join(flags)
+        after = _vmflags(t.pid)
+        assert after == flags
+        assert " uw" not in "".join(after)
         assert t.status()["SigBlk"] == mask
         assert t.status()["TracerPid"] == "0"
     t.send("check")
     assert t.readline() == "mem ok"
 
 
-def test_a_mapping_made_before_the_freeze_means_a_full_copy(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The layout changed between the pre-copy and the freeze (a new
-    mapping): the whole memory is copied again while frozen, and said so."""
-    pages = 256
-    t = spawn("scribbler", str(pages), "20")
-    addr = int(t.ready_info["addr"], 16)
-    wait_round(t, pages)
+def checkpoint_with_a_change(t, img: str, command: str, monkeypatch):  # type: ignore[no-untyped-def]
+    """`checkpoint --pre-copy --leave-running` in this process, with the
+    scribbler sent ``command`` between the pre-copy and the freeze; returns
+    the Result and the scribbler's answer."""
     original = checkpoint._pre_copy
-    mapped: list[int] = []
+    answer: list[str] = []
 
-    async def pre_copy_then_map(*args, **kwargs):  # type: ignore[no-untyped-def]
+    async def pre_copy_then_change(*args, **kwargs):  # type: ignore[no-untyped-def]
         result = await original(*args, **kwargs)
-        t.send("map")
-        line = t.readline()
-        assert line.startswith("mapped "), line
-        mapped.append(int(line.split()[1], 16))
+        assert result is not None, "no pre-copy"
+        t.send(command)
+        answer.append(t.readline())
         return result
 
-    monkeypatch.setattr(checkpoint, "_pre_copy", pre_copy_then_map)
-    img = str(tmp_path / "img")
+    monkeypatch.setattr(checkpoint, "_pre_copy", pre_copy_then_change)
     prep = checkpoint.prepare(t.pid, img)
     result = aio.run(
         checkpoint.run_checkpoint,
@@ -203,12 +199,143 @@ def test_a_mapping_made_before_the_freeze_means_a_full_copy(spawn, tmp_path, mon
         checkpoint.DEFAULT_CHECKSUM,
         True,
     )
+    return result, answer[0]
+
+
+def test_a_mapping_made_before_the_freeze_means_a_full_copy(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The layout changed between the pre-copy and the freeze (a new
+    mapping): the whole memory is copied again while frozen, and said so."""
+    pages = 256
+    t = spawn("scribbler", str(pages), "20")
+    addr = int(t.ready_info["addr"], 16)
+    wait_round(t, pages)
+    img = str(tmp_path / "img")
+    result, line = checkpoint_with_a_change(t, img, "map", monkeypatch)
+    assert line.startswith("mapped "), line
     assert result.recopied is None
     assert any("layout changed" in note for note in result.notes), result.notes
     memory = image_memory(img)
-    assert memory[mapped[0]][:1] == b"\x01"  # the new page is in the image
+    assert memory[int(line.split()[1], 16)][:1] == b"\x01"  # the new page is in the image
     check_generations(memory, addr, pages)
     assert procfs.read_status(t.pid)["TracerPid"] == "0"
+
+
+def test_memory_mapped_again_in_place_means_a_full_copy(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """New memory mapped over a tracked mapping (same address, same size:
+    the maps read the same) is no longer tracked: the scan refuses it, and
+    the stream is made again from its first byte, with the new contents."""
+    t = spawn("scribbler", "256", "20")
+    spare = int(t.ready_info["spare"], 16)
+    img = str(tmp_path / "img")
+    result, line = checkpoint_with_a_change(t, img, "remap", monkeypatch)
+    assert line == "remapped"
+    assert result.recopied is None
+    assert any("layout changed" in note for note in result.notes), result.notes
+    with open(os.path.join(img, "pages"), "rb") as f:
+        pages_fmt.scan(f)  # one whole stream, nothing after its trailer
+    memory = image_memory(img)
+    for i in range(16):
+        assert memory[spare + i * PAGE] == b"\x22" * PAGE
+
+
+def test_a_tracked_mapping_split_shows_no_uw_in_mm(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("scribbler", "256", "20")
+    spare = int(t.ready_info["spare"], 16)
+    img = str(tmp_path / "img")
+    result, line = checkpoint_with_a_change(t, img, "split", monkeypatch)
+    assert line == "split"
+    with open(os.path.join(img, "mm")) as f:
+        mm = f.read()
+    assert f"{spare + 8 * PAGE:x}" in mm  # the second half is its own mapping
+    assert "uw" not in re.findall(r"flags=(\S*)", mm), mm
+    assert not any("uw" in flags.split(",") for flags in re.findall(r"flags=(\S*)", mm))
+
+
+def test_only_written_pages_are_reported(spawn) -> None:  # type: ignore[no-untyped-def]
+    """The tracker itself: the page of the count, which every generation
+    writes, is reported; the spare mapping, never written, is not."""
+    from sigfs import tracking
+    from sigfs.tracer import Tracer
+
+    t = spawn("scribbler", "64", "20")
+    addr = int(t.ready_info["addr"], 16)
+    spare = int(t.ready_info["spare"], 16)
+
+    async def main() -> list[tuple[int, int]]:
+        tracker = await tracking.start(
+            Tracer(), t.pid, [(addr, addr + 65 * PAGE), (spare, spare + 16 * PAGE)]
+        )
+        try:
+            assert tracker.ranges == [(addr, addr + 65 * PAGE), (spare, spare + 16 * PAGE)]
+            await aio.sleep(0.05)
+            return tracker.written()
+        finally:
+            tracker.stop()
+
+    written = aio.run(main)
+    assert any(lo <= addr < hi for lo, hi in written), written
+    assert not any(lo < spare + 16 * PAGE and spare < hi for lo, hi in written), written
+
+
+def test_a_large_reservation_costs_no_page_tables(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Write-protecting a whole range would put a marker in every empty
+    entry, page tables and all: 16 GiB of reservation would cost 32 MiB of
+    them.  Only populated entries are protected."""
+    t = spawn("scribbler", "64", "20")
+    t.send("reserve")
+    assert t.readline().startswith("reserved ")
+    before = int(t.status()["VmPTE"].split()[0])
+    res = run(t.pid, str(tmp_path / "img"), "--leave-running", "--pre-copy")
+    assert res.returncode == 0, res.stderr
+    assert "--pre-copy:" not in res.stderr, res.stderr
+    after = int(t.status()["VmPTE"].split()[0])
+    assert after - before < 1024, (before, after)  # KiB
+
+
+def test_a_mapping_that_cannot_be_tracked_is_copied_again_whole(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """MAP_DROPPABLE memory (glibc's getrandom state) cannot be registered:
+    it is left untracked and copied again while frozen, the rest is not."""
+    t = spawn("scribbler", "64", "20")
+    t.send("droppable")
+    line = t.readline()
+    if line == "droppable none":
+        pytest.skip("no MAP_DROPPABLE on this kernel")
+    dropp = int(line.split()[1], 16)
+    img = str(tmp_path / "img")
+    res = run(t.pid, img, "--leave-running", "--pre-copy")
+    assert res.returncode == 0, res.stderr
+    assert "--pre-copy:" not in res.stderr, res.stderr
+    assert recopied(res.stderr) >= 4
+    memory = image_memory(img)
+    for i in range(4):
+        assert memory[dropp + i * PAGE] == b"\x33" * PAGE
+
+
+IO_URING_CHILD = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)
+fd = libc.syscall(425, 4, params)  # io_uring_setup
+print("ready", fd, flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_process_with_io_uring_is_copied_while_frozen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The kernel writes an io_uring's buffers through pinned pages, without
+    the fault that write protection sees: no pre-copy, and a line says why."""
+    from conftest import start_python, stop_process
+
+    proc, words = start_python(IO_URING_CHILD)
+    try:
+        if int(words[1]) < 0:
+            pytest.skip("no io_uring here")
+        res = run(proc.pid, str(tmp_path / "img"), "--leave-running", "--pre-copy")
+        assert res.returncode == 0, res.stderr
+        assert "--pre-copy: the process has anon_inode:[io_uring] open" in res.stderr, res.stderr
+        assert "copied again" not in res.stderr
+    finally:
+        stop_process(proc)
 
 
 def test_a_process_under_seccomp_is_copied_while_frozen(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -244,8 +371,7 @@ sys.stdin.readline()
 def test_a_guard_page_is_no_page(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A guard page (MADV_GUARD_INSTALL, Linux 6.13+) is a marker in the page
     table that the pagemap shows as a swap entry: it holds no data and must
-    not be read (that faults).  So do userfaultfd's marks, which the
-    pre-copy leaves behind if it dies."""
+    not be read (that faults)."""
     from conftest import start_python, stop_process
 
     proc, words = start_python(GUARD_CHILD)

@@ -6,9 +6,19 @@
  * page 1 + (G - k) % PAGES holds G - k in every word (if G >= k): a copy of
  * the memory that missed a write shows an older generation somewhere.
  * With "thp" the mapping asks for transparent huge pages (MADV_HUGEPAGE).
- * ready pid=P addr=0x... pages=PAGES
- * Commands (read between generations): "map" -> maps and touches one more
- * anonymous page, "mapped 0x..."; "count" -> "count G".
+ * A second mapping, SPARE, of 16 pages of 0x11 bytes, is never written.
+ * ready pid=P addr=0x... pages=PAGES spare=0x...
+ * Commands (read between generations):
+ *   "map"       -> maps and touches one more anonymous page: "mapped 0x..."
+ *   "count"     -> "count G"
+ *   "remap"     -> maps new memory over SPARE (MAP_FIXED), fills it with
+ *                  0x22: "remapped"
+ *   "split"     -> makes the second half of SPARE read-only (the mapping
+ *                  splits in two): "split"
+ *   "reserve"   -> reserves 16 GiB of address space (PROT_NONE,
+ *                  MAP_NORESERVE), touching none of it: "reserved 0x..."
+ *   "droppable" -> maps 4 pages MAP_DROPPABLE filled with 0x33:
+ *                  "droppable 0x..." (or "droppable none" without it)
  */
 #include "common.h"
 #include <poll.h>
@@ -27,8 +37,14 @@ int main(int argc, char **argv)
 	if (argc > 3 && strcmp(argv[3], "thp") == 0 &&
 	    madvise((void *)m, (pages + 1) * 4096, MADV_HUGEPAGE) != 0)
 		die("madvise");
+	char *spare = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (spare == MAP_FAILED)
+		die("mmap");
+	memset(spare, 0x11, 16 * 4096);
 	alarm(600);
-	printf("ready pid=%d addr=%p pages=%zu\n", getpid(), (void *)m, pages);
+	printf("ready pid=%d addr=%p pages=%zu spare=%p\n", getpid(), (void *)m, pages,
+	       (void *)spare);
 	fflush(stdout);
 	struct pollfd in = { .fd = 0, .events = POLLIN };
 	char line[64];
@@ -54,6 +70,31 @@ int main(int argc, char **argv)
 			printf("mapped %p\n", (void *)p);
 		} else if (strncmp(line, "count", 5) == 0) {
 			printf("count %llu\n", (unsigned long long)m[0]);
+		} else if (strncmp(line, "remap", 5) == 0) {
+			if (mmap(spare, 16 * 4096, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+				die("mmap");
+			memset(spare, 0x22, 16 * 4096);
+			printf("remapped\n");
+		} else if (strncmp(line, "split", 5) == 0) {
+			if (mprotect(spare + 8 * 4096, 8 * 4096, PROT_READ) != 0)
+				die("mprotect");
+			printf("split\n");
+		} else if (strncmp(line, "reserve", 7) == 0) {
+			void *r = mmap(NULL, 16UL << 30, PROT_NONE,
+				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			if (r == MAP_FAILED)
+				die("mmap");
+			printf("reserved %p\n", r);
+		} else if (strncmp(line, "droppable", 9) == 0) {
+			char *d = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE,
+				       0x08 /* MAP_DROPPABLE */ | MAP_ANONYMOUS, -1, 0);
+			if (d == MAP_FAILED) {
+				printf("droppable none\n");
+			} else {
+				memset(d, 0x33, 4 * 4096);
+				printf("droppable %p\n", (void *)d);
+			}
 		}
 		fflush(stdout);
 	}
