@@ -411,3 +411,37 @@ def test_a_many_threaded_process(spawn, tmp_path) -> None:  # type: ignore[no-un
         os.kill(t.pid, signal.SIGCONT)
     after = {tid: (t.status(tid)["SigBlk"], t.status(tid)["SigPnd"]) for tid in t.tids()}
     assert after == before
+
+
+def test_an_interrupted_pre_copy_leaves_the_process_as_it_was(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C at any moment of a `--pre-copy` checkpoint (while the tracking
+    is set up, during the copy while the process runs, frozen, after): the
+    process runs on untraced with its own descriptors, mappings (no `uw`
+    left), mask and memory, and no DIR.partial is left."""
+    sigfs = os.path.join(os.path.dirname(sys.executable), "sigfs")
+    for i, delay in enumerate((0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.09, 0.12, 0.2)):
+        t = spawn("mem", "128")
+        mask = t.status()["SigBlk"]
+        fds = sorted(os.listdir(f"/proc/{t.pid}/fd"))
+        flags = _vmflags(t.pid)
+        img = str(tmp_path / f"img{i}")
+        cmd = [sigfs, "checkpoint", str(t.pid), img, "--leave-running", "--pre-copy"]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(img + ".partial") and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, err
+        assert not os.path.exists(img + ".partial"), err
+        assert proc.returncode in (0, -signal.SIGINT), err
+        st = t.status()
+        assert st["TracerPid"] == "0", (delay, st)
+        assert not st["State"].startswith(("t", "T")), (delay, st["State"])
+        assert st["SigBlk"] == mask
+        assert sorted(os.listdir(f"/proc/{t.pid}/fd")) == fds, delay
+        assert _vmflags(t.pid) == flags, delay
+        t.send("check")
+        assert t.readline(timeout=10) == "mem ok"
