@@ -3,7 +3,8 @@
 The target (tests/targets/handlers.c) installs handlers with distinct flags
 and masks, sets an altstack, blocks SIGUSR2 and SIGRTMIN+5 and queues signals
 to itself.  The demo reads its files through the mount, freezes and thaws it
-through ``ctl``, checkpoints it with ``--leave-running``, and cleans up.
+through ``ctl``, checkpoints it with ``--leave-running`` (then with
+``--pre-copy`` too), and cleans up.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def main() -> int:
             f"head -12 {image}/MANIFEST"
         )
         show_cmd(f"diff {image}/sig/action {d}/sig/action && echo 'image matches the live files'")
+        step("again with --pre-copy: memory copied while it runs, then only what it wrote since")
+        show_cmd(f"{SIGFS} checkpoint {pid} {image}.pre --leave-running --pre-copy")
         step("the target is still running, untraced")
         show_cmd(f"grep -E 'State|TracerPid' /proc/{pid}/status")
     finally:
@@ -90,7 +93,7 @@ def main() -> int:
         if res.returncode != 0:
             subprocess.run(["fusermount3", "-u", "-z", mnt], capture_output=True)
         os.rmdir(mnt)
-        subprocess.run(["rm", "-rf", image])
+        subprocess.run(["rm", "-rf", image, image + ".pre"])
         step("unmounted")
         print(f"$ {SIGFS} umount {mnt}", flush=True)
     print("\nRestore (writing the files back into a skeleton) is not built yet; see the README.")
