@@ -167,7 +167,17 @@ def _write(path: str, data: bytes) -> None:
 
 
 class _Dump:
-    __slots__ = ("files", "pages", "fpu", "started", "costs", "deferred", "digests", "recopied")
+    __slots__ = (
+        "files",
+        "pages",
+        "fpu",
+        "started",
+        "costs",
+        "deferred",
+        "digests",
+        "recopied",
+        "refused",
+    )
 
     def __init__(
         self,
@@ -193,6 +203,8 @@ class _Dump:
         #: After a pre-copy: pages copied again while frozen (None: the
         #: whole stream was copied while frozen).
         self.recopied: int | None = None
+        #: Why a pre-copy was copied again whole ("layout", "most"), or "".
+        self.refused = ""
 
 
 def _pages_progress(progress: Progress, stream: PagesStream) -> None:
@@ -223,7 +235,7 @@ async def _pre_copy(
     then copies only the pages written since (:meth:`PagesStream.patch`).
     None, with a note saying why, if its writes cannot be tracked."""
     from sigfs import tracking
-    from sigfs.pages import Layout, PagesStream, dumpable_vmas, zero_pfn
+    from sigfs.pages import Layout, PagesStream, dumpable_vmas, mostly, untracked, zero_pfn
 
     if not zero_pfn():
         notes.append(
@@ -247,6 +259,16 @@ async def _pre_copy(
         stream = PagesStream(pid, spans)
         with stream:
             stream.dump(sink, functools.partial(_pages_progress, progress, stream), layout)
+        if mostly(*untracked(layout, tracker.ranges), layout):
+            # Shared memory, say, which is copied again whatever happens:
+            # the freeze would be no shorter.
+            tracker.stop()
+            sink.restart()
+            notes.append(
+                "--pre-copy: most of the memory is shared or cannot be tracked; "
+                "it was copied while frozen"
+            )
+            return None
     except BaseException:
         tracker.stop()
         raise
@@ -274,6 +296,7 @@ async def _dump(
     from sigfs.tracking import TrackingUnavailable
 
     layout = pre[1] if pre is not None else None
+    refused = "layout"  # why a pre-copy was not patched: see PagesStream.patch
     tracked = tuple(pre[0].ranges) if pre is not None else ()
     tids = sorted(a.tid for a in tracer.frozen[pid])
     errors = ErrorLog()
@@ -300,9 +323,10 @@ async def _dump(
                 copied = None
                 if pre is not None and layout is not None:
                     copied = stream.patch(sink, layout, written, pre[0].ranges)
+                    refused = stream.refused
                 if copied is None:
                     if pre is not None:
-                        sink.restart()  # the layout changed: the whole stream again
+                        sink.restart()  # the whole stream again
                     stream.dump(sink, functools.partial(_pages_progress, progress, stream))
                 recopied = copied
             pages_count = stream.total_pages
@@ -325,6 +349,7 @@ async def _dump(
     costs["fpu (for MANIFEST)"] = time.monotonic() - began
     dump = _Dump(files, pages_count, fpu, _process_start(pid), list(costs.items()), deferred)
     dump.recopied = recopied
+    dump.refused = refused if pre is not None and recopied is None else ""
     return dump
 
 
@@ -539,10 +564,15 @@ async def run_checkpoint(
         frozen_at = time.monotonic()
         prep.mark("froze every thread")
         dump = await _dump(tracer, pid, progress, sink, pre)
-        if pre is not None and dump.recopied is None:
+        if dump.refused == "layout":
             notes.append(
                 "--pre-copy: the memory's layout changed before the freeze; "
                 "it was all copied again while frozen"
+            )
+        elif dump.refused == "most":
+            notes.append(
+                "--pre-copy: most of the memory had to be copied again (written since, "
+                "shared or not trackable); it was all copied again while frozen"
             )
         prep.mark(COPIED)
         if not leave_running:

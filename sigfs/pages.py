@@ -79,6 +79,10 @@ PFN_MASK = (1 << 55) - 1
 SWAP_TYPE_MASK = 0x1F
 SWP_PTE_MARKER = 31
 _WRITTEN_RUNS = re.compile(rb"\x00+")
+# PagesStream.patch makes a new stream instead past half the pages and more
+# than this many (16 MiB), or past half the records and more than this many.
+MOST_PAGES = 4096
+MOST_RUNS = 256
 
 # Page classes from an entry's top byte (bits 56..63): present 0x80,
 # swapped 0x40, file-or-shared 0x20.  0 = anonymous data, 1 = swapped, 2 = skip.
@@ -157,6 +161,28 @@ class Layout:
         self.end = 0  # the stream's length
 
 
+def untracked(layout: Layout, tracked: list[tuple[int, int]]) -> tuple[int, int]:
+    """(pages, records) of a pre-copy that :meth:`PagesStream.patch` would
+    copy again in any case: those outside the ``tracked`` ranges."""
+    starts = [lo for lo, _ in tracked]
+    pages = records = 0
+    for (start, n, _, _), _, _, placed in layout.windows:
+        i = bisect.bisect_right(starts, start) - 1
+        if i >= 0 and start + n * PAGE <= tracked[i][1]:
+            continue
+        records += len(placed)
+        pages += sum(count for _, count, _ in placed)
+    return pages, records
+
+
+def mostly(pages: int, records: int, layout: Layout) -> bool:
+    """Whether copying ``pages`` in ``records`` again would cost more than a
+    new stream (see :meth:`PagesStream.patch`)."""
+    return (pages * 2 > layout.total_pages and pages > MOST_PAGES) or (
+        records * 2 > layout.total_records and records > MOST_RUNS
+    )
+
+
 class PagesStream:
     """One pass over a process's memory, as the bytes of the ``pages`` file."""
 
@@ -167,6 +193,8 @@ class PagesStream:
         self.total_records = 0
         self.bytes_planned = sum(v.end - v.start for v in vmas)
         self.bytes_scanned = 0
+        #: Why :meth:`patch` refused ("layout", "most"), or "".
+        self.refused = ""
         self._zero_pfn = zero_pfn()
         try:
             self._mem = os.open(f"/proc/{tgid}/mem", os.O_RDONLY | os.O_CLOEXEC)
@@ -345,16 +373,22 @@ class PagesStream:
         their place, and elsewhere every page kept (shared memory, which
         another process may have written; the copied-on-write pages of
         private file mappings; mappings that could not be tracked).
-        Returns how many pages were copied again, or None when the stream's
-        layout itself changed (mappings, pages present, swapped or mapping
-        the zero page, or a written page where zero pages are found by their
-        contents): then only a new stream will do."""
+        Returns how many pages were copied again, or None, with the reason in
+        :attr:`refused`, when only a new stream will do: the stream's layout
+        itself changed (mappings, pages present, swapped or mapping the zero
+        page, or a written page where zero pages are found by their
+        contents), or more than half of its pages or records would be copied
+        again (a new stream copies them faster than patching does)."""
+        self.refused = "layout"
         windows = list(self._windows(WINDOW_PAGES))
         if len(windows) != len(layout.windows):
             return None
         starts = [lo for lo, _ in written]
         tracked_starts = [lo for lo, _ in tracked]
-        copied = 0
+        # First every window is checked and what to copy again is listed;
+        # only then is anything copied.
+        todo: list[tuple[int, int, int]] = []  # (address, pages, file offset)
+        count_again = 0
         for key, (old_key, old_runs, old_check, placed) in zip(
             windows, layout.windows, strict=True
         ):
@@ -369,7 +403,13 @@ class PagesStream:
                 continue
             i = bisect.bisect_right(tracked_starts, start) - 1
             inside = i >= 0 and start + n * PAGE <= tracked[i][1]
-            dirty = _marks(start, n, written, starts) if inside else bytes(n)
+            if not inside:
+                if check_zero:
+                    return None  # its zero pages may have changed
+                todo.extend(placed)
+                count_again += sum(count for _, count, _ in placed)
+                continue
+            dirty = _marks(start, n, written, starts)
             for addr, count, at in placed:
                 first = (addr - start) // PAGE
                 marks = dirty[first : first + count]
@@ -379,16 +419,22 @@ class PagesStream:
                     return None  # its zero pages may have changed
                 for m in _WRITTEN_RUNS.finditer(marks):
                     sub, k = m.start(), m.end() - m.start()
-                    if not sink.patch_remote(
-                        self.tgid, addr + sub * PAGE, k * PAGE, at + sub * PAGE
-                    ):
-                        # A page process_vm_readv cannot read (PROT_NONE):
-                        # through /proc/PID/mem, as dump() does.
-                        sink.patch_bytes(self._read_run(addr + sub * PAGE, k), at + sub * PAGE)
-                    copied += k
+                    todo.append((addr + sub * PAGE, k, at + sub * PAGE))
+                    count_again += k
+        # Patching costs more a page, and much more a run, than a new stream:
+        # past half of either (and past a few MiB or runs), make a new one.
+        if mostly(count_again, len(todo), layout):
+            self.refused = "most"
+            return None
+        for addr, k, at in todo:
+            if not sink.patch_remote(self.tgid, addr, k * PAGE, at):
+                # A page process_vm_readv cannot read (PROT_NONE): through
+                # /proc/PID/mem, as dump() does.
+                sink.patch_bytes(self._read_run(addr, k), at)
+        self.refused = ""
         self.total_pages = layout.total_pages
         self.total_records = layout.total_records
-        return copied
+        return count_again
 
 
 class StreamReader:

@@ -238,6 +238,49 @@ def test_memory_mapped_again_in_place_means_a_full_copy(spawn, tmp_path, monkeyp
         assert memory[spare + i * PAGE] == b"\x22" * PAGE
 
 
+def test_most_of_the_memory_written_again_means_a_new_stream(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every page written between the pre-copy and the freeze (with what it
+    held): patching 32 MiB page by page would cost more than a new stream,
+    so a new one is made, and said so."""
+    pages = 8192
+    t = spawn("scribbler", str(pages), "20")
+    addr = int(t.ready_info["addr"], 16)
+    wait_round(t, pages)
+    img = str(tmp_path / "img")
+    result, line = checkpoint_with_a_change(t, img, "dirty", monkeypatch)
+    assert line == "dirtied"
+    assert result.recopied is None
+    assert any("most of the memory had to be copied" in n for n in result.notes), result.notes
+    check_generations(image_memory(img), addr, pages)
+
+
+SHARED_CHILD = """
+import mmap, sys
+maps = [mmap.mmap(-1, 4096) for _ in range(600)]  # MAP_SHARED: not tracked
+for m in maps: m[0:1] = b'x'
+print('ready', flush=True); sys.stdin.readline()
+"""
+
+
+def test_mostly_shared_memory_is_copied_while_frozen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Shared memory is copied again at every freeze (another process may
+    write it): a process made mostly of it gains nothing from a pre-copy,
+    which is dropped, and said so."""
+    from conftest import start_python, stop_process
+
+    proc, _ = start_python(SHARED_CHILD)
+    try:
+        img = str(tmp_path / "img")
+        res = run(proc.pid, img, "--leave-running", "--pre-copy")
+        assert res.returncode == 0, res.stderr
+        assert "--pre-copy: most of the memory is shared" in res.stderr, res.stderr
+        assert "copied again" not in res.stderr
+        with open(os.path.join(img, "pages"), "rb") as f:
+            pages_fmt.scan(f)
+    finally:
+        stop_process(proc)
+
+
 def test_a_tracked_mapping_split_shows_no_uw_in_mm(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     t = spawn("scribbler", "256", "20")
     spare = int(t.ready_info["spare"], 16)

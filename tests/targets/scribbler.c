@@ -19,6 +19,8 @@
  *                  MAP_NORESERVE), touching none of it: "reserved 0x..."
  *   "droppable" -> maps 4 pages MAP_DROPPABLE filled with 0x33:
  *                  "droppable 0x..." (or "droppable none" without it)
+ *   "dirty"     -> writes every data page again with what it holds (all
+ *                  written, nothing changed): "dirtied"
  */
 #include "common.h"
 #include <poll.h>
@@ -86,6 +88,10 @@ int main(int argc, char **argv)
 			if (r == MAP_FAILED)
 				die("mmap");
 			printf("reserved %p\n", r);
+		} else if (strncmp(line, "dirty", 5) == 0) {
+			for (size_t i = 512; i < 512 * (pages + 1); i += 512)
+				m[i] = m[i];
+			printf("dirtied\n");
 		} else if (strncmp(line, "droppable", 9) == 0) {
 			char *d = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE,
 				       0x08 /* MAP_DROPPABLE */ | MAP_ANONYMOUS, -1, 0);
