@@ -228,12 +228,19 @@ def buffer_capacity(pid: int, budget: int) -> int:
 
 
 async def _pre_copy(
-    tracer: Tracer, pid: int, progress: Progress, sink: BufferSink, notes: list[str]
+    tracer: Tracer,
+    pid: int,
+    progress: Progress,
+    sink: BufferSink,
+    notes: list[str],
+    holder: list[WriteTracker],
 ) -> tuple[WriteTracker, Layout] | None:
     """``--pre-copy``: start tracking the process's writes (see
     :mod:`sigfs.tracking`), then copy its memory while it runs; the freeze
     then copies only the pages written since (:meth:`PagesStream.patch`).
-    None, with a note saying why, if its writes cannot be tracked."""
+    None, with a note saying why, if its writes cannot be tracked.  The
+    tracker goes into ``holder`` as soon as it exists: the caller stops it
+    whatever happens."""
     from sigfs import tracking
     from sigfs.pages import Layout, PagesStream, dumpable_vmas, mostly, untracked, zero_pfn
 
@@ -247,7 +254,7 @@ async def _pre_copy(
     # Private anonymous mappings (PagesStream.patch copies the rest again).
     private = [(v.start, v.end) for v in spans if v.perms[3] == "p" and v.inode == 0]
     try:
-        tracker = await tracking.start(tracer, pid, private)
+        tracker = await tracking.start(tracer, pid, private, holder)
     except tracking.TrackingUnavailable as exc:
         notes.append(f"--pre-copy: {exc}; the memory was copied while frozen")
         return None
@@ -550,6 +557,7 @@ async def run_checkpoint(
     tracer = Tracer()
     notes: list[str] = []
     pre: tuple[WriteTracker, Layout] | None = None
+    trackers: list[WriteTracker] = []  # stopped on every way out
     frozen_at = thawed_at = time.monotonic()
     try:
         # The pages file must be allocated before the freeze, so the frozen
@@ -557,7 +565,7 @@ async def run_checkpoint(
         sink.ready()
         prep.mark("pages file prepared")
         if pre_copy:
-            pre = await _pre_copy(tracer, pid, progress, sink, notes)
+            pre = await _pre_copy(tracer, pid, progress, sink, notes, trackers)
             if pre is not None:
                 prep.mark("copied the memory while it ran (--pre-copy)")
         await tracer.freeze(pid)
@@ -580,8 +588,8 @@ async def run_checkpoint(
     except BaseException:
         # Every step here must happen whatever the others do: the process
         # runs on, and no DIR.partial is left to block the next checkpoint.
-        if pre is not None:
-            pre[0].stop()  # idempotent
+        for tracker in trackers:
+            tracker.stop()  # idempotent
         try:
             with aio.shield():
                 if pid in tracer.frozen:
@@ -599,8 +607,9 @@ async def run_checkpoint(
             prep.killed = True
             prep.mark("killed")
         thawed_at = time.monotonic()
-        if pre is not None:
-            pre[0].stop()
+        if trackers:
+            for tracker in trackers:
+                tracker.stop()
             prep.mark("stopped tracking writes")
     if leave_running:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import dataclasses
 import errno
 import os
 import resource
@@ -358,15 +359,17 @@ async def read_mm(tracer: Tracer, tgid: int) -> mm_fmt.Mm:
 
 def mm_from_raw(raw: MmRaw) -> mm_fmt.Mm:
     fields, brk = raw.stat, raw.brk
-    flags = mm_fmt.parse_smaps_vmflags(raw.smaps)
+    vmas = mm_fmt.parse_proc_maps(raw.maps, mm_fmt.parse_smaps_vmflags(raw.smaps))
     if raw.tracked:
-        starts = [lo for lo, _ in raw.tracked]
-        for start, vmflags in flags.items():
-            i = bisect.bisect_right(starts, start) - 1
-            # In a tracked range (split or shrunk since, maybe): its uw is ours.
-            if i >= 0 and start < raw.tracked[i][1] and "uw" in vmflags:
-                flags[start] = tuple(f for f in vmflags if f != "uw")
-    vmas = mm_fmt.parse_proc_maps(raw.maps, flags)
+        # A mapping that overlaps a tracked range (split, shrunk or grown
+        # since, maybe: a range is registered whole) has sigfs's uw.
+        ends = [hi for _, hi in raw.tracked]
+        for k, vma in enumerate(vmas):
+            i = bisect.bisect_right(ends, vma.start)
+            if i < len(raw.tracked) and raw.tracked[i][0] < vma.end and "uw" in vma.vmflags:
+                vmas[k] = dataclasses.replace(
+                    vma, vmflags=tuple(f for f in vma.vmflags if f != "uw")
+                )
     return mm_fmt.Mm(
         start_code=_field(fields, 26),
         end_code=_field(fields, 27),

@@ -11,7 +11,8 @@ table is as before); its private anonymous mappings are registered for write
 protection in async mode, where the kernel itself lifts the protection of a
 page at its first write (no fault handler: the process takes a minor fault,
 and a transparent huge page is split), and PAGEMAP_SCAN on its pagemap
-protects every populated page and later lists the pages written since.
+protects every populated page and later lists the pages written since
+(present or swapped: the kernel counts an empty entry as written).
 Only populated entries are protected: protecting a range also writes a
 marker into each empty entry (the kernel turns UFFD_FEATURE_WP_UNPOPULATED on
 with WP_ASYNC), which for a large reservation would allocate page tables for
@@ -25,9 +26,11 @@ A mapping that cannot be registered (a MAP_DROPPABLE one, one the process
 registered itself) is left untracked: its pages are copied again whole.
 Refused (:class:`TrackingUnavailable`, and the checkpoint copies everything
 while frozen) for a process under a seccomp filter (an injected
-``userfaultfd`` could kill it), one with io_uring, kernel AIO or RDMA
-descriptors (the kernel writes pinned pages without a fault, which the
-protection cannot see), and a kernel without userfaultfd or PAGEMAP_SCAN.
+``userfaultfd`` could kill it), one with io_uring, RDMA or VFIO descriptors
+or an io_uring's or kernel AIO's rings in its maps (the kernel or a device
+writes pinned pages without a fault, which the protection cannot see: looked
+at before and after protecting), and a kernel without userfaultfd or
+PAGEMAP_SCAN.
 """
 
 from __future__ import annotations
@@ -134,18 +137,13 @@ class WriteTracker:
         # present, which the layout check sees); UFFDIO_WRITEPROTECT would
         # put a marker in each, page tables and all.
         for start, end in self.ranges:
-            self._scan(
-                start,
-                end,
-                PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-                anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-            )
+            self._scan(start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0)
 
-    def _scan(self, start: int, end: int, flags: int, anyof: int = 0) -> list[tuple[int, int]]:
-        """The regions in [start, end) that are written (or, with ``anyof``,
-        in one of those categories), in address order; with
+    def _scan(self, start: int, end: int, flags: int, mask: int) -> list[tuple[int, int]]:
+        """The regions in [start, end) of pages present or swapped and in
+        every category of ``mask``, in address order; with
         PM_SCAN_WP_MATCHING they are write-protected as well."""
-        mask = 0 if anyof else PAGE_IS_WRITTEN
+        anyof = PAGE_IS_PRESENT | PAGE_IS_SWAPPED
         out: list[tuple[int, int]] = []
         vec = self._vec
         while start < end:
@@ -161,7 +159,7 @@ class WriteTracker:
                 0,
                 mask,
                 anyof,
-                anyof or PAGE_IS_WRITTEN,
+                anyof,
             )
             n = _libc.ioctl(self._pagemap, ctypes.c_ulong(PAGEMAP_SCAN), ctypes.byref(arg))
             if n < 0:
@@ -181,10 +179,11 @@ class WriteTracker:
     def written(self) -> list[tuple[int, int]]:
         """Every region (start, end) written since the tracking began, in
         address order.  Raises TrackingUnavailable if a range is no longer
-        what was registered (unmapped, remapped)."""
+        what was registered (unmapped, remapped).  Pages never touched are
+        not in it (the kernel counts an empty entry as written)."""
         out: list[tuple[int, int]] = []
         for start, end in self.ranges:
-            out.extend(self._scan(start, end, PM_SCAN_CHECK_WPASYNC))
+            out.extend(self._scan(start, end, PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN))
         return out
 
     def stop(self) -> None:
@@ -257,14 +256,26 @@ async def _userfaultfd_of(tracer: Tracer, pid: int) -> int:
     return mine
 
 
-# Descriptors through which the kernel writes pinned pages of the process
-# without a page fault, which write protection cannot see.
-_PINNING = ("anon_inode:[io_uring]", "anon_inode:[aio]", "/dev/infiniband/")
+# Descriptors and mappings through which the kernel (or a device) writes
+# pinned pages of the process without a page fault, which write protection
+# cannot see: io_uring (its rings stay mapped after its descriptor is
+# closed), kernel AIO (io_setup maps a ring, with no descriptor), RDMA, VFIO.
+_PINNING_FDS = (
+    "anon_inode:[io_uring]",
+    "anon_inode:[aio]",
+    "/dev/infiniband/",
+    "/dev/vfio/",
+    "/dev/iommu",
+)
+_PINNING_MAPS = ("[io_uring]", "/[aio]")
 
 
-def _pinning_descriptor(pid: int) -> str | None:
+def _pinning(pid: int) -> str | None:
+    """What of the process lets the kernel write its memory unseen, or None."""
     try:
         names = os.listdir(f"/proc/{pid}/fd")
+        with open(f"/proc/{pid}/maps") as f:
+            maps = f.read()
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
     for name in names:
@@ -272,28 +283,53 @@ def _pinning_descriptor(pid: int) -> str | None:
             target = os.readlink(f"/proc/{pid}/fd/{name}")
         except OSError:
             continue
-        if target.startswith(_PINNING):
-            return target
+        if target.startswith(_PINNING_FDS):
+            return f"{target} open"
+    for line in maps.splitlines():
+        parts = line.split(None, 5)
+        path = parts[5] if len(parts) > 5 else ""
+        if any(mark in path for mark in _PINNING_MAPS):
+            return f"{path} mapped"
     return None
 
 
-async def start(tracer: Tracer, pid: int, ranges: list[tuple[int, int]]) -> WriteTracker:
+async def start(
+    tracer: Tracer, pid: int, ranges: list[tuple[int, int]], holder: list[WriteTracker]
+) -> WriteTracker:
     """Track writes to ``ranges`` (whole private mappings) of ``pid`` from
-    now on.  Raises TrackingUnavailable with the reason where it cannot."""
+    now on.  Raises TrackingUnavailable with the reason where it cannot.
+    The tracker is put in ``holder`` the moment it exists, so that whoever
+    catches an interrupt can stop it."""
     seccomp = procfs.read_status(pid).get("Seccomp") or "0"
     if seccomp != "0":
         raise TrackingUnavailable("the process runs under seccomp; userfaultfd is not injected")
-    pinning = _pinning_descriptor(pid)
-    if pinning is not None:
-        raise TrackingUnavailable(
-            f"the process has {pinning} open, through which the kernel writes its "
-            "memory without a fault that write protection would see"
-        )
-    uffd = await _userfaultfd_of(tracer, pid)
-    tracker = WriteTracker(pid, uffd, ranges)
+    _check_pinning(pid)
+    from sigfs import aio
+
+    with aio.shield():  # the descriptor is never without an owner
+        uffd = await _userfaultfd_of(tracer, pid)
+        try:
+            tracker = WriteTracker(pid, uffd, ranges)
+        except BaseException:
+            os.close(uffd)
+            raise
+        holder.append(tracker)
     try:
         tracker._start()
+        # Again: a buffer pinned between the first look and the protection
+        # would be written through its pin without a fault.  (One pinned
+        # after it faults on the way, and shows as written.)
+        _check_pinning(pid)
     except BaseException:
         tracker.stop()
         raise
     return tracker
+
+
+def _check_pinning(pid: int) -> None:
+    pinning = _pinning(pid)
+    if pinning is not None:
+        raise TrackingUnavailable(
+            f"the process has {pinning}, through which the kernel writes its "
+            "memory without a fault that write protection would see"
+        )

@@ -21,11 +21,22 @@
  *                  "droppable 0x..." (or "droppable none" without it)
  *   "dirty"     -> writes every data page again with what it holds (all
  *                  written, nothing changed): "dirtied"
+ *   "redrop"    -> fills the MAP_DROPPABLE pages with 0x44: "redropped"
+ *   "grow"      -> grows the stack by 256 KiB (touching it): "grown"
  */
 #include "common.h"
 #include <poll.h>
 #include <sys/mman.h>
 #include <time.h>
+
+static char *droppable;
+
+static __attribute__((noinline)) void grow(void)
+{
+	volatile char deep[256 * 1024];
+	for (size_t i = 0; i < sizeof deep; i += 4096)
+		deep[i] = 1;
+}
 
 int main(int argc, char **argv)
 {
@@ -99,8 +110,16 @@ int main(int argc, char **argv)
 				printf("droppable none\n");
 			} else {
 				memset(d, 0x33, 4 * 4096);
+				droppable = d;
 				printf("droppable %p\n", (void *)d);
 			}
+		} else if (strncmp(line, "redrop", 6) == 0) {
+			if (droppable)
+				memset(droppable, 0x44, 4 * 4096);
+			printf("redropped\n");
+		} else if (strncmp(line, "grow", 4) == 0) {
+			grow();
+			printf("grown\n");
 		}
 		fflush(stdout);
 	}
