@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         args_list = rewritten
     args = _parser().parse_args(args_list)
     try:
-        return _run(args)
+        rc = _run(args)
     except KeyboardInterrupt:
         # Ctrl-C outside the steps that handle it themselves: no traceback,
         # and die of the signal, as a shell expects.
@@ -119,6 +119,17 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
         return 130
+    if argv is None and args.command in ("checkpoint", "show"):
+        # The command line's own run of a one-shot command: every file is
+        # closed and every thread joined by now, so skip the interpreter's
+        # teardown of some 150 modules (about 13 ms here).
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                pass  # a reader gone (`| head`): nothing left to tell
+        os._exit(rc)
+    return rc
 
 
 def _run(args: argparse.Namespace) -> int:

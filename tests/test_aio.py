@@ -117,7 +117,7 @@ _NO_TRIO = """
 import sys
 from sigfs.cli import main
 sys.argv = ["sigfs", *sys.argv[1:]]
-rc = main()
+rc = main(sys.argv[1:])  # an argv: main() returns, and does not _exit
 assert "trio" not in sys.modules, "trio was imported"
 sys.exit(rc)
 """
