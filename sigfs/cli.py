@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(args_list)
     try:
         rc = _run(args)
+        if argv is None and args.command in ("checkpoint", "show"):
+            _flush()
     except KeyboardInterrupt:
         # Ctrl-C outside the steps that handle it themselves: no traceback,
         # and die of the signal, as a shell expects.
@@ -119,17 +121,33 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`sigfs show PID | head`): nothing left to
+        # tell it; no traceback, and no second error when Python flushes.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        rc = 1
+    except OSError as exc:
+        # Writing the output failed otherwise (a full disk): say so.
+        print(f"sigfs: {args.command}: cannot write the output: {exc.strerror}", file=sys.stderr)
+        rc = 1
     if argv is None and args.command in ("checkpoint", "show"):
         # The command line's own run of a one-shot command: every file is
-        # closed and every thread joined by now, so skip the interpreter's
-        # teardown of some 150 modules (about 13 ms here).
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except OSError:
-                pass  # a reader gone (`| head`): nothing left to tell
+        # closed, every thread joined and the output flushed by now, so skip
+        # the interpreter's teardown of some 150 modules (about 13 ms here).
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
         os._exit(rc)
     return rc
+
+
+def _flush() -> None:
+    """Flush stdout and stderr (either may be closed: None)."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -73,11 +73,19 @@ def dumpable_vmas(maps_text: str) -> list[Span]:
 
 
 PFN_MASK = (1 << 55) - 1
-# A swap entry's type (bits 0-4, shown with page frames); 31 is the kernel's
-# SWP_PTE_MARKER: no page at all, only a mark (a guard page; userfaultfd's
-# write protection puts one in never-touched entries: see sigfs.tracking).
+# A swap entry's type (bits 0-4, shown with page frames) and offset (bits
+# 5-54).  Since Linux 6.2 type 31 is always SWP_PTE_MARKER: no page at all,
+# only a mark, whose offset is the marker's bits (1 userfaultfd write
+# protection, 2 a swap-in error, 4 a guard page).  Before 5.19 type 31 could
+# be a migration or device entry, whose offset is a page frame: never that
+# small.  So an entry is a marker only with both.
 SWAP_TYPE_MASK = 0x1F
 SWP_PTE_MARKER = 31
+SWAP_OFFSET_SHIFT = 5
+SWAP_OFFSET_MASK = (1 << 50) - 1
+MARKER_BITS = 0x7
+# Entries whose low byte has type 31: the only candidates for a marker.
+_TYPE31 = bytes(0 if b & SWAP_TYPE_MASK == SWP_PTE_MARKER else 2 for b in range(256))
 _WRITTEN_RUNS = re.compile(rb"\x00+")
 # PagesStream.patch makes a new stream instead past half the pages and more
 # than this many (16 MiB), or past half the records and more than this many.
@@ -246,12 +254,17 @@ class PagesStream:
             # Swap entries of type SWP_PTE_MARKER hold no page: a guard page
             # (MADV_GUARD_INSTALL), a userfaultfd write-protection mark.  The
             # type is shown only with page frames (so is the zero page).
-            entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
-            marks = bytearray(classes)
-            for i, e in enumerate(entries):
-                if marks[i] == 1 and e & SWAP_TYPE_MASK == SWP_PTE_MARKER:
-                    marks[i] = 2
-            classes = bytes(marks)
+            candidates = raw[0::8].translate(_TYPE31)
+            if b"\x00" in candidates:
+                marks = bytearray(classes)
+                at = candidates.find(b"\x00")
+                while at >= 0:
+                    (e,) = struct.unpack_from("<Q", raw, at * 8)
+                    offset = (e >> SWAP_OFFSET_SHIFT) & SWAP_OFFSET_MASK
+                    if marks[at] == 1 and 0 < offset <= MARKER_BITS:
+                        marks[at] = 2
+                    at = candidates.find(b"\x00", at + 1)
+                classes = bytes(marks)
         if not classes.strip(b"\x02"):
             # Nothing to keep (an untouched thread stack, say): no searching.
             return [], drop_zero and not self._zero_pfn

@@ -184,3 +184,40 @@ def test_help_and_version() -> None:
     res = run(SIGFS, "--version")
     assert res.returncode == 0 and res.stdout.startswith("sigfs ")
     assert shutil.which("fusermount3")
+
+
+def test_output_that_cannot_be_written(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The one-shot commands end without the interpreter's teardown: what
+    they print must still arrive, or its failure be told, and a closed
+    stdout must not turn a done checkpoint into a failure."""
+    t = spawn("handlers")
+    # A reader that went away: no traceback, status 1.
+    r, w = os.pipe()
+    os.close(r)
+    res = subprocess.run(
+        [SIGFS, "show", str(t.pid)], stdout=w, stderr=subprocess.PIPE, text=True, timeout=30
+    )
+    os.close(w)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    # A full disk: said on stderr, status 1.
+    with open("/dev/full", "w") as full:
+        res = subprocess.run(
+            [SIGFS, "show", str(t.pid)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=30
+        )
+    assert res.returncode == 1, res.stderr
+    assert "sigfs: show: cannot write the output: No space left on device" in res.stderr
+    # stdout closed (as under some daemons): the checkpoint is done, status 0.
+    img = tmp_path / "img"
+    res = subprocess.run(
+        f"{SIGFS} checkpoint {t.pid} {img} --leave-running >&-",
+        shell=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert (img / "MANIFEST").exists()
+    # And a normal run prints all of it.
+    res = subprocess.run([SIGFS, "show", str(t.pid)], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0 and res.stdout.count("\n") > 10, res.stdout

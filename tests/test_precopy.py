@@ -340,6 +340,7 @@ def test_a_large_reservation_costs_no_page_tables(spawn, tmp_path) -> None:  # t
     entry, page tables and all: 16 GiB of reservation would cost 32 MiB of
     them.  Only populated entries are protected."""
     t = spawn("scribbler", "64", "20")
+    wait_round(t, 64)
     t.send("reserve")
     assert t.readline().startswith("reserved ")
     before = int(t.status()["VmPTE"].split()[0])
@@ -357,6 +358,7 @@ def test_a_mapping_that_cannot_be_tracked_is_copied_again_whole(
     it is left untracked and copied again while frozen, so what it held at
     the freeze is in the image, not what the pre-copy saw."""
     t = spawn("scribbler", "64", "20")
+    wait_round(t, 64)  # else a page touched first during the copy is a new layout
     t.send("droppable")
     line = t.readline()
     if line == "droppable none":
