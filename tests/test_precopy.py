@@ -18,6 +18,8 @@ import sys
 import time
 
 import pytest
+from test_image import checkpoint as run
+from test_image import stop_on_one_cpu, tree_digest
 
 from sigfs import aio, checkpoint, procfs
 from sigfs.formats import pages as pages_fmt
@@ -30,15 +32,36 @@ pytestmark = pytest.mark.skipif(
 PAGE = 4096
 
 
-def run(pid: int, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    sigfs = os.path.join(os.path.dirname(sys.executable), "sigfs")
-    return subprocess.run(
-        [sigfs, "checkpoint", str(pid), dest, *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
+def run_in_process(pid: int, img: str) -> checkpoint.Result:
+    """`checkpoint --pre-copy --leave-running` in this process (so that a
+    test can patch what it calls)."""
+    prep = checkpoint.prepare(pid, img)
+    return aio.run(
+        checkpoint.run_checkpoint,
+        prep,
+        True,
+        checkpoint.Progress(False),
+        checkpoint.DEFAULT_CHECKSUM,
+        True,
     )
+
+
+def assert_pre_copy_equals_plain(t, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """Checkpoint ``t`` plainly and with --pre-copy while it cannot change
+    (group-stopped, pinned to one CPU, as in test_image's identical-images
+    test): the two images are the same bytes.  Returns the pre-copy's stderr."""
+    stop_on_one_cpu(t)
+    try:
+        plain, pre = str(tmp_path / "plain"), str(tmp_path / "pre")
+        res = run(t.pid, plain, "--leave-running")
+        assert res.returncode == 0, res.stderr
+        res = run(t.pid, pre, "--leave-running", "--pre-copy")
+        assert res.returncode == 0, res.stderr
+        assert "--pre-copy:" not in res.stderr, res.stderr
+        assert tree_digest(plain) == tree_digest(pre)
+        return res.stderr
+    finally:
+        os.kill(t.pid, signal.SIGCONT)
 
 
 def image_memory(img: str) -> dict[int, bytes]:
@@ -143,25 +166,12 @@ def test_without_leave_running_the_process_dies_after_its_image(spawn, tmp_path)
 
 
 def test_a_pre_copy_image_equals_a_plain_one(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A process that cannot change (group-stopped, pinned to one CPU, as in
-    test_image's identical-images test): the same bytes either way, and
-    nothing to copy again but the copied-on-write pages of file mappings,
-    which are not tracked."""
-    from test_image import stop_on_one_cpu, tree_digest
-
+    """A process that cannot change: the same bytes either way, and nothing
+    to copy again but the copied-on-write pages of file mappings, which are
+    not tracked."""
     t = spawn("mem", "16")
-    stop_on_one_cpu(t)
-    try:
-        plain, pre = str(tmp_path / "plain"), str(tmp_path / "pre")
-        res = run(t.pid, plain, "--leave-running")
-        assert res.returncode == 0, res.stderr
-        res = run(t.pid, pre, "--leave-running", "--pre-copy")
-        assert res.returncode == 0, res.stderr
-        assert "--pre-copy:" not in res.stderr, res.stderr
-        assert recopied(res.stderr) < 64  # nothing of the 16 MiB
-        assert tree_digest(plain) == tree_digest(pre)
-    finally:
-        os.kill(t.pid, signal.SIGCONT)
+    stderr = assert_pre_copy_equals_plain(t, tmp_path)
+    assert recopied(stderr) < 64  # nothing of the 16 MiB
     t.send("check")
     assert t.readline() == "mem ok"
 
@@ -206,15 +216,7 @@ def checkpoint_with_a_change(t, img: str, command: str, monkeypatch):  # type: i
         return result
 
     monkeypatch.setattr(checkpoint, "_pre_copy", pre_copy_then_change)
-    prep = checkpoint.prepare(t.pid, img)
-    result = aio.run(
-        checkpoint.run_checkpoint,
-        prep,
-        True,
-        checkpoint.Progress(False),
-        checkpoint.DEFAULT_CHECKSUM,
-        True,
-    )
+    result = run_in_process(t.pid, img)
     return result, answer[0]
 
 
@@ -457,21 +459,9 @@ def test_a_many_threaded_process(spawn, tmp_path) -> None:  # type: ignore[no-un
     """Ten threads with their own stacks and altstacks: the same image as a
     plain checkpoint while the process cannot change, and every thread
     keeps its mask and pending signal afterwards."""
-    from test_image import stop_on_one_cpu, tree_digest
-
     t = spawn("threads", "10")
     before = {tid: (t.status(tid)["SigBlk"], t.status(tid)["SigPnd"]) for tid in t.tids()}
-    stop_on_one_cpu(t)
-    try:
-        plain, pre = str(tmp_path / "plain"), str(tmp_path / "pre")
-        res = run(t.pid, plain, "--leave-running")
-        assert res.returncode == 0, res.stderr
-        res = run(t.pid, pre, "--leave-running", "--pre-copy")
-        assert res.returncode == 0, res.stderr
-        assert "--pre-copy:" not in res.stderr, res.stderr
-        assert tree_digest(plain) == tree_digest(pre)
-    finally:
-        os.kill(t.pid, signal.SIGCONT)
+    assert_pre_copy_equals_plain(t, tmp_path)
     after = {tid: (t.status(tid)["SigBlk"], t.status(tid)["SigPnd"]) for tid in t.tids()}
     assert after == before
 
@@ -601,8 +591,6 @@ def test_a_stack_grown_before_the_freeze_shows_no_uw(spawn, tmp_path, monkeypatc
 def test_a_new_stream_made_at_the_freeze_equals_a_plain_image(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """When the patch is refused the stream is made again from its first
     byte: the image, MANIFEST included, is a plain checkpoint's."""
-    from test_image import stop_on_one_cpu, tree_digest
-
     from sigfs import pages
 
     t = spawn("mem", "16")
@@ -617,15 +605,7 @@ def test_a_new_stream_made_at_the_freeze_equals_a_plain_image(spawn, tmp_path, m
             return None
 
         monkeypatch.setattr(pages.PagesStream, "patch", refuse)
-        prep = checkpoint.prepare(t.pid, pre)
-        result = aio.run(
-            checkpoint.run_checkpoint,
-            prep,
-            True,
-            checkpoint.Progress(False),
-            checkpoint.DEFAULT_CHECKSUM,
-            True,
-        )
+        result = run_in_process(t.pid, pre)
         assert result.recopied is None and result.notes, result.notes
         assert tree_digest(plain) == tree_digest(pre)
     finally:
