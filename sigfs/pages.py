@@ -153,7 +153,7 @@ class Layout:
     pagemap and the records made of them (address, pages, file offset of
     their data)."""
 
-    __slots__ = ("windows", "total_pages", "total_records", "end")
+    __slots__ = ("windows", "total_pages", "total_records")
 
     def __init__(self) -> None:
         self.windows: list[
@@ -166,7 +166,6 @@ class Layout:
         ] = []
         self.total_pages = 0
         self.total_records = 0
-        self.end = 0  # the stream's length
 
 
 def untracked(layout: Layout, tracked: list[tuple[int, int]]) -> tuple[int, int]:
@@ -370,7 +369,6 @@ class PagesStream:
         if layout is not None:
             layout.total_pages = self.total_pages
             layout.total_records = self.total_records
-            layout.end = sink.size
 
     def patch(
         self,
