@@ -772,6 +772,52 @@ def test_a_process_with_many_mappings_is_read_whole(spawn, tmp_path) -> None:  #
         assert f.read().count("\nvma ") + 1 >= full.count("\n") - 3
 
 
+SMALL_MAPPINGS_CHILD = """
+import ctypes, mmap, sys
+rw = mmap.PROT_READ | mmap.PROT_WRITE
+# Private anonymous, two pages each, alternately read-only so that the
+# kernel keeps them apart; every third one has its second page written.
+maps = [mmap.mmap(-1, 8192, flags=mmap.MAP_PRIVATE, prot=rw if i % 2 else mmap.PROT_READ)
+        for i in range(600)]
+written = []
+for i, m in enumerate(maps):
+    if i % 2 and i % 3 == 0:
+        m[4096:8192] = bytes([i % 251 + 1]) * 4096
+        written.append((ctypes.addressof(ctypes.c_char.from_buffer(m)) + 4096, i % 251 + 1))
+print("ready", " ".join(f"{a:x}:{b}" for a, b in written), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_many_small_mappings_side_by_side(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Small mappings lie side by side, and the pages stream reads their
+    pagemap entries ahead, several mappings at a time: each written page is
+    in the image, under its own address with its own bytes, and no other
+    page of these mappings is."""
+    import io
+
+    from conftest import start_python, stop_process
+
+    proc, words = start_python(SMALL_MAPPINGS_CHILD)
+    try:
+        written = {int(a, 16): int(b) for a, b in (w.split(":") for w in words[1:])}
+        assert len(written) == 100
+        img = str(tmp_path / "img")
+        res = checkpoint(proc.pid, img, "--leave-running")
+        assert res.returncode == 0, res.stderr
+        with open(os.path.join(img, "pages"), "rb") as f:
+            data = f.read()
+        pages = {}
+        for vaddr, n, _fl, payload in pages_fmt.iter_records(io.BytesIO(data)):
+            for i in range(n):
+                pages[vaddr + i * 4096] = bytes(payload[i * 4096 : (i + 1) * 4096])
+        for addr, byte in written.items():
+            assert pages.get(addr) == bytes([byte]) * 4096, hex(addr)
+            assert addr - 4096 not in pages  # its first page was never touched
+    finally:
+        stop_process(proc)
+
+
 def test_every_threads_altstack_in_one_batch(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """30 threads, each with its own sigaltstack and half of them asleep in
     read() (a syscall to restart): the batch that steps sigaltstack in every
