@@ -332,27 +332,32 @@ class Injection:
         if procfs.read_status(self.att.tgid, self.tid).get("Seccomp", "0") != "0":
             # A filter might kill the process for an mmap with PROT_EXEC.
             raise StubUnavailable(0, f"process {self.att.tgid} runs under a seccomp filter")
-        base = await self.syscall(
-            SYS["mmap"], 0, 2 * PAGE, PROT_RWX, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0
-        )
-        if -4096 < base < 0:
-            raise StubUnavailable(-base, f"cannot map a stub in {self.tid}: {os.strerror(-base)}")
-        try:
-            self.write(base, code)
-            data = base + PAGE
-            assert self._saved_regs is not None
-            regs = pt.copy_regs(self._saved_regs)
-            regs.rip = base
-            regs.r15 = data
-            regs.orig_rax = ORIG_RAX_NONE
-            with aio.shield(), self._unsafe(regs):
-                pt.cont(self.tid, 0)
-                await self._wait_done(data + STUB_DONE, timeout)
-                pt.interrupt(self.tid)
-                await self.tracer.wait_trap(self.att)
-                out = self.read(data, PAGE)
-        finally:
-            with aio.shield():
+        # Shielded from the mmap to the munmap: an interrupt (Ctrl-C in a
+        # checkpoint) between the two would leave the pages mapped in the
+        # process.  The whole run takes about a millisecond.
+        with aio.shield():
+            base = await self.syscall(
+                SYS["mmap"], 0, 2 * PAGE, PROT_RWX, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0
+            )
+            if -4096 < base < 0:
+                raise StubUnavailable(
+                    -base, f"cannot map a stub in {self.tid}: {os.strerror(-base)}"
+                )
+            try:
+                self.write(base, code)
+                data = base + PAGE
+                assert self._saved_regs is not None
+                regs = pt.copy_regs(self._saved_regs)
+                regs.rip = base
+                regs.r15 = data
+                regs.orig_rax = ORIG_RAX_NONE
+                with self._unsafe(regs):
+                    pt.cont(self.tid, 0)
+                    await self._wait_done(data + STUB_DONE, timeout)
+                    pt.interrupt(self.tid)
+                    await self.tracer.wait_trap(self.att)
+                    out = self.read(data, PAGE)
+            finally:
                 await self.check(SYS["munmap"], base, 2 * PAGE)
         self.tracer.injected += 1
         return out

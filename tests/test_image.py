@@ -669,6 +669,8 @@ def test_an_interrupted_checkpoint_leaves_the_process_as_it_was(
     for i, delay in enumerate((0.0, 0.01, 0.02, 0.04, 0.06, 0.09, 0.12, 0.2)):
         t = spawn("mem", "128")
         mask = t.status()["SigBlk"]
+        with open(f"/proc/{t.pid}/maps") as f:
+            maps = f.read()
         img = str(tmp_path / f"img{i}")
         extra = [mode] if mode != "kill" else []
         cmd = [sigfs, "checkpoint", str(t.pid), img, *extra]
@@ -707,6 +709,8 @@ def test_an_interrupted_checkpoint_leaves_the_process_as_it_was(
         assert st["TracerPid"] == "0", (delay, st)
         assert not st["State"].startswith(("t", "T")), (delay, st["State"])
         assert st["SigBlk"] == mask
+        with open(f"/proc/{t.pid}/maps") as f:
+            assert f.read() == maps, delay  # no injected stub's pages left
         t.send("check")
         assert t.readline(timeout=10) == "mem ok"
 
