@@ -240,7 +240,9 @@ async def _pre_copy(
     then copies only the pages written since (:meth:`PagesStream.patch`).
     None, with a note saying why, if its writes cannot be tracked.  The
     tracker goes into ``holder`` as soon as it exists: the caller stops it
-    whatever happens."""
+    whatever happens.  The tracking is set up while the pages file may still
+    be being prepared (both take a while for a big process); the copy waits
+    for the file (``sink.ready()``)."""
     from sigfs import tracking
     from sigfs.pages import Layout, PagesStream, dumpable_vmas, mostly, untracked, zero_pfn
 
@@ -259,6 +261,7 @@ async def _pre_copy(
         notes.append(f"--pre-copy: {exc}; the memory was copied while frozen")
         return None
     try:
+        sink.ready()
         layout = Layout()
         # The very mappings registered: one made since is caught at the
         # freeze (the maps differ), one made again in the place of a tracked
@@ -560,14 +563,15 @@ async def run_checkpoint(
     trackers: list[WriteTracker] = []  # stopped on every way out
     frozen_at = thawed_at = time.monotonic()
     try:
-        # The pages file must be allocated before the freeze, so the frozen
-        # copy allocates nothing.
-        sink.ready()
-        prep.mark("pages file prepared")
         if pre_copy:
             pre = await _pre_copy(tracer, pid, progress, sink, notes, trackers)
             if pre is not None:
-                prep.mark("copied the memory while it ran (--pre-copy)")
+                prep.mark("pages file prepared, tracking set up, memory copied while it ran")
+        if pre is None:
+            # The pages file must be allocated before the freeze, so the
+            # frozen copy allocates nothing.
+            sink.ready()
+            prep.mark("pages file prepared")
         await tracer.freeze(pid)
         frozen_at = time.monotonic()
         prep.mark("froze every thread")
