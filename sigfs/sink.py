@@ -281,15 +281,7 @@ class BufferSink:
                 if got != k:
                     return False
                 with memoryview(self._slots[index]) as whole:
-                    # Unchanged bytes (a page written back with what it held,
-                    # the copied-on-write pages of file mappings, always
-                    # copied again) are left alone: the running checksum
-                    # then still holds, and is not read back whole.
-                    if os.pread(self.out, k, at + done) != whole[:k]:
-                        pos = 0
-                        while pos < k:
-                            pos += os.pwrite(self.out, whole[pos:k], at + done + pos)
-                        self._rehash = True
+                    self._overwrite(whole[:k], at + done)
                 done += k
         finally:
             self._free.put(index)
@@ -299,11 +291,19 @@ class BufferSink:
         """Write ``data`` over the stream's bytes at offset ``at`` (already
         put) where they differ."""
         self.drain()
-        if os.pread(self.out, len(data), at) != data:
-            pos = 0
-            while pos < len(data):
-                pos += os.pwrite(self.out, memoryview(data)[pos:], at + pos)
-            self._rehash = True
+        self._overwrite(memoryview(data), at)
+
+    def _overwrite(self, data: memoryview, at: int) -> None:
+        # Unchanged bytes (a page written back with what it held, the
+        # copied-on-write pages of file mappings, always copied again) are
+        # left alone: the running checksum then still holds, and the file is
+        # not read back whole to hash it.
+        if os.pread(self.out, len(data), at) == data:
+            return
+        pos = 0
+        while pos < len(data):
+            pos += os.pwrite(self.out, data[pos:], at + pos)
+        self._rehash = True
 
     def restart(self) -> None:
         """Begin the stream again from its first byte (what was put is

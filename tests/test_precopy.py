@@ -298,6 +298,23 @@ def test_mostly_shared_memory_is_copied_while_frozen(tmp_path) -> None:  # type:
         stop_process(proc)
 
 
+def test_a_written_page_that_cannot_be_read_remotely(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Pages written and then made PROT_NONE before the freeze: process_vm_readv
+    cannot read them, so they are copied again through /proc/PID/mem, with
+    what they hold now."""
+    t = spawn("scribbler", "64", "20")
+    wait_round(t, 64)
+    spare = int(t.ready_info["spare"], 16)
+    img = str(tmp_path / "img")
+    result, line = checkpoint_with_a_change(t, img, "hide", monkeypatch)
+    assert line == "hidden"
+    assert result.recopied is not None and result.recopied >= 16, result.notes
+    memory = image_memory(img)
+    for i in range(16):
+        assert memory[spare + i * PAGE] == b"\x55" * PAGE
+    assert_manifest_holds(img)
+
+
 def test_a_tracked_mapping_split_shows_no_uw_in_mm(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     t = spawn("scribbler", "256", "20")
     spare = int(t.ready_info["spare"], 16)

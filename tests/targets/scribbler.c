@@ -6,7 +6,8 @@
  * page 1 + (G - k) % PAGES holds G - k in every word (if G >= k): a copy of
  * the memory that missed a write shows an older generation somewhere.
  * With "thp" the mapping asks for transparent huge pages (MADV_HUGEPAGE).
- * A second mapping, SPARE, of 16 pages of 0x11 bytes, is never written.
+ * A second mapping, SPARE, of 16 pages of 0x11 bytes, is never written (but
+ * by the commands below); it is a mapping of its own.
  * ready pid=P addr=0x... pages=PAGES spare=0x...
  * Commands (read between generations):
  *   "map"       -> maps and touches one more anonymous page: "mapped 0x..."
@@ -23,6 +24,8 @@
  *                  written, nothing changed): "dirtied"
  *   "redrop"    -> fills the MAP_DROPPABLE pages with 0x44: "redropped"
  *   "grow"      -> grows the stack by 256 KiB (touching it): "grown"
+ *   "hide"      -> fills SPARE with 0x55, then makes it PROT_NONE (whole:
+ *                  no split): "hidden"
  */
 #include "common.h"
 #include <poll.h>
@@ -50,9 +53,11 @@ int main(int argc, char **argv)
 	if (argc > 3 && strcmp(argv[3], "thp") == 0 &&
 	    madvise((void *)m, (pages + 1) * 4096, MADV_HUGEPAGE) != 0)
 		die("madvise");
-	char *spare = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE,
+	/* Mapped with a page to spare, which is given back: SPARE is then not
+	 * next to M, so the kernel keeps it a mapping of its own. */
+	char *spare = mmap(NULL, 17 * 4096, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (spare == MAP_FAILED)
+	if (spare == MAP_FAILED || munmap(spare + 16 * 4096, 4096) != 0)
 		die("mmap");
 	memset(spare, 0x11, 16 * 4096);
 	alarm(600);
@@ -117,6 +122,11 @@ int main(int argc, char **argv)
 			if (droppable)
 				memset(droppable, 0x44, 4 * 4096);
 			printf("redropped\n");
+		} else if (strncmp(line, "hide", 4) == 0) {
+			memset(spare, 0x55, 16 * 4096);
+			if (mprotect(spare, 16 * 4096, PROT_NONE) != 0)
+				die("mprotect");
+			printf("hidden\n");
 		} else if (strncmp(line, "grow", 4) == 0) {
 			grow();
 			printf("grown\n");
