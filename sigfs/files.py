@@ -10,7 +10,6 @@ import errno
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from sigfs import image, procfs, state
@@ -25,6 +24,7 @@ from sigfs.formats import status as status_fmt
 from sigfs.formats import waiters as waiters_fmt
 from sigfs.formats.sigset import render_bitmap
 from sigfs.pages import PagesStream, StreamReader, dumpable_vmas
+from sigfs.record import record
 from sigfs.tracer import TargetBusy, Tracer
 from sigfs.tree import Entry, Scope, Tree
 
@@ -70,7 +70,7 @@ class ErrorLog:
         self._started.pop(pid, None)
 
 
-@dataclass
+@record(frozen=False)
 class FileContext:
     tracer: Tracer
     errors: ErrorLog

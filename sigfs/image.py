@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import bisect
 import ctypes
-import dataclasses
 import errno
 import os
 import resource
 import stat
 import struct
-from dataclasses import dataclass
 
 from sigfs import inject, procfs
 from sigfs import ptrace_raw as pt
@@ -25,6 +23,7 @@ from sigfs.formats import mm as mm_fmt
 from sigfs.formats import regs as regs_fmt
 from sigfs.formats import status as status_fmt
 from sigfs.formats.fpu import Fpu
+from sigfs.record import record, replace
 from sigfs.tracer import Tracer
 
 XSTATE_MAX = 16384
@@ -323,7 +322,7 @@ async def read_brk(tracer: Tracer, tgid: int) -> int:
             return await inj.check(SYS_BRK, 0)
 
 
-@dataclass(frozen=True)
+@record
 class MmRaw:
     """What ``mm`` is made of, as the kernel gave it: read while the process
     holds still, parsed (:func:`mm_from_raw`) whenever."""
@@ -367,9 +366,7 @@ def mm_from_raw(raw: MmRaw) -> mm_fmt.Mm:
         for k, vma in enumerate(vmas):
             i = bisect.bisect_right(ends, vma.start)
             if i < len(raw.tracked) and raw.tracked[i][0] < vma.end and "uw" in vma.vmflags:
-                vmas[k] = dataclasses.replace(
-                    vma, vmflags=tuple(f for f in vma.vmflags if f != "uw")
-                )
+                vmas[k] = replace(vma, vmflags=tuple(f for f in vma.vmflags if f != "uw"))
     return mm_fmt.Mm(
         start_code=_field(fields, 26),
         end_code=_field(fields, 27),

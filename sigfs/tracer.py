@@ -26,11 +26,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sigfs import aio, procfs
 from sigfs import ptrace_raw as pt
+from sigfs.record import field, record
 
 T = TypeVar("T")
 
@@ -135,7 +135,7 @@ class StopTimeout(OSError):
         )
 
 
-@dataclass
+@record(frozen=False)
 class Attachment:
     """One seized thread, stopped or about to be."""
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from sigfs.record import record
 
 if TYPE_CHECKING:
     from sigfs.files import FileContext
@@ -38,7 +39,7 @@ class Place(enum.Enum):
     TASK = "task"  # under MOUNT/<pid>/task/<tid>/
 
 
-@dataclass(frozen=True)
+@record
 class Entry:
     path: str
     scope: Scope
@@ -64,7 +65,7 @@ class Entry:
     batch: Callable[[FileContext], Awaitable[dict[int, bytes]]] | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Node:
     id: int
     place: Place

@@ -14,7 +14,7 @@ import struct
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from sigfs.record import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 

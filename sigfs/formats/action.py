@@ -20,10 +20,10 @@ leave the unnamed signals in an undefined state, and a write must be all or noth
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from sigfs.formats.errors import FormatError, check_size, is_comment, numbered_lines, parse_int
 from sigfs.formats.sigset import FULL, parse_bitmap, render_bitmap
+from sigfs.record import record
 from sigfs.signals import NSIG, parse_signal, signal_name
 
 __all__ = ["SIG_DFL", "SIG_IGN", "HEADER", "MAX_TEXT", "SigAction", "Actions", "render", "parse"]
@@ -38,7 +38,7 @@ MAX_TEXT = 1024 * 1024
 _U64 = (1 << 64) - 1
 
 
-@dataclass(frozen=True)
+@record
 class SigAction:
     """One signal's ``struct sigaction`` as the kernel keeps it (x86-64 ``k_sigaction``)."""
 
@@ -64,7 +64,7 @@ class SigAction:
         return signal_name(self.signum)
 
 
-@dataclass(frozen=True)
+@record
 class Actions:
     """All 64 sigactions, ``actions[k-1]`` being signal ``k``'s."""
 

@@ -13,9 +13,8 @@ and converted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sigfs.formats.errors import FormatError, check_size, is_comment, numbered_lines, parse_int
+from sigfs.record import record
 from sigfs.signals import SS_DISABLE
 
 __all__ = ["MAX_TEXT", "AltStack", "DISABLED", "render", "parse"]
@@ -27,7 +26,7 @@ _U64 = (1 << 64) - 1
 _U32 = (1 << 32) - 1
 
 
-@dataclass(frozen=True)
+@record
 class AltStack:
     """``stack_t`` as sigaltstack() reports it: base, size and SS_* flags."""
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 
 from sigfs.formats.errors import (
     FormatError,
@@ -45,6 +44,7 @@ from sigfs.formats.errors import (
     parse_int,
     show,
 )
+from sigfs.record import record, replace
 
 __all__ = [
     "KINDS",
@@ -197,7 +197,7 @@ def _parse_bool(token: str, what: str, line: int) -> bool:
 # the model
 
 
-@dataclass(frozen=True)
+@record
 class Fd:
     """One open file descriptor (see the module docstring for the fields)."""
 
@@ -243,7 +243,7 @@ class Fd:
         return next((v for k, v in self.extra if k == key), None)
 
 
-@dataclass(frozen=True)
+@record
 class Fds:
     """All descriptors of a process (sorted by fd), and its cwd and root."""
 

@@ -50,9 +50,9 @@ when neither layout explains the size, the Intel offsets are assumed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from sigfs.formats.errors import FormatError, check_size, is_comment, numbered_lines, show
+from sigfs.record import record
 
 __all__ = [
     "BYTES_PER_LINE",
@@ -124,7 +124,7 @@ def _le(data: bytes, offset: int, size: int) -> int:
     return int.from_bytes(data[offset : offset + size], "little")
 
 
-@dataclass(frozen=True)
+@record
 class Fpu:
     """The raw xsave area of one thread, with the registers decoded on demand."""
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -39,6 +38,7 @@ import xxhash
 
 from sigfs.formats.errors import FormatError, check_size, is_comment, parse_int, show
 from sigfs.formats.fds import numbered_long_lines, parse_path, render_path
+from sigfs.record import record
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -163,7 +163,7 @@ def _unsupported(version: int) -> str:
 _V1_CHECKSUM = "checksum: format_version 1 has no checksum line (its digests are sha256)"
 
 
-@dataclass(frozen=True)
+@record
 class Manifest:
     """The image's identity and ``(path, size, digest)`` of each file, sorted by path.
 

@@ -42,10 +42,10 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 
 from sigfs.formats.errors import FormatError, check_size, is_comment, parse_int, show
 from sigfs.formats.fds import numbered_long_lines, parse_path, render_path
+from sigfs.record import record
 
 __all__ = [
     "AT_NAMES",
@@ -99,7 +99,7 @@ _SMAPS_LINE = re.compile(r"^(?:([0-9a-f]{1,16})-[0-9a-f]{1,16} |VmFlags:([^\n]*)
 _AUXV_PAIR = struct.Struct("<QQ")
 
 
-@dataclass(frozen=True)
+@record
 class Vma:
     """One mapping, as a line of ``/proc/PID/maps`` plus its smaps ``VmFlags``."""
 
@@ -144,7 +144,7 @@ class Vma:
         return self.perms[3] == "s"
 
 
-@dataclass(frozen=True)
+@record
 class Mm:
     """The address space: mm fields, exe, auxv (AT_NULL excluded) and sorted VMAs."""
 

@@ -20,11 +20,11 @@ People may also write just signal names (``echo SIGUSR2 >> pending``);
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from sigfs.formats.errors import FormatError, check_size, is_comment, numbered_lines
 from sigfs.formats.siginfo import Siginfo, parse_located_records, render_record
 from sigfs.formats.sigset import FULL, parse_bitmap, render_bitmap
+from sigfs.record import record
 from sigfs.signals import NSIG, parse_signal
 
 __all__ = ["MAX_TEXT", "MAX_LIST", "Pending", "render", "parse", "parse_signal_list"]
@@ -39,7 +39,7 @@ MAX_LIST = 1024 * 1024
 _TOKEN_SPLIT = re.compile(r"[\s,]+")
 
 
-@dataclass(frozen=True)
+@record
 class Pending:
     """A pending set: ``mask`` (bit k-1 = signal k) and the queued siginfos, oldest first."""
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 from sigfs.formats.errors import (
     FormatError,
@@ -36,6 +35,7 @@ from sigfs.formats.errors import (
     parse_int,
     show,
 )
+from sigfs.record import record
 
 __all__ = [
     "ERRNO_NAMES",
@@ -170,7 +170,7 @@ def syscall_number(name: str) -> int:
     raise FormatError(None, f"unknown system call {show(name)}")
 
 
-@dataclass(frozen=True)
+@record
 class Regs:
     """``struct user_regs_struct``: ``values[i]`` is register ``REGISTER_NAMES[i]``."""
 
@@ -238,7 +238,7 @@ def _wrap(name: str, value: int) -> int:
     return value & _U64
 
 
-@dataclass(frozen=True)
+@record
 class SyscallState:
     """What the registers say about a system call the thread is in (informational).
 

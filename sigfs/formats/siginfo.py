@@ -30,7 +30,6 @@ import functools
 import re
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 from sigfs.formats.errors import (
@@ -41,6 +40,7 @@ from sigfs.formats.errors import (
     parse_int,
     show,
 )
+from sigfs.record import record
 from sigfs.signals import (
     SI_KERNEL,
     SI_SIGIO,
@@ -214,7 +214,7 @@ def _covered(layout: Layout) -> int:
 _COVERED: dict[Layout, int] = {layout: _covered(layout) for layout in _FIELDS}
 
 
-@dataclass(frozen=True)
+@record
 class Siginfo:
     """One siginfo_t exactly as the kernel hands it out: 128 raw bytes.
 
@@ -323,7 +323,7 @@ def render(si: Siginfo) -> str:
     return render_record(si)
 
 
-@dataclass(frozen=True)
+@record
 class _Header:
     line: int
     signo: int

@@ -46,10 +46,10 @@ once for each resource, in any order.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
 
 from sigfs.formats.errors import FormatError, check_size, is_comment, parse_int, show
 from sigfs.formats.fds import numbered_long_lines, parse_path, render_path
+from sigfs.record import fields, record
 
 __all__ = [
     "COMM_MAX",
@@ -107,7 +107,7 @@ _INTS: dict[str, tuple[int, int, str]] = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Status:
     """Identity, credentials and per-process settings (see the module docstring)."""
 
@@ -179,7 +179,7 @@ class Status:
 
 
 #: Keys in file order (``rlimit`` stands for the 16 rlimit lines).
-KEYS: tuple[str, ...] = tuple(f.name if f.name != "rlimits" else "rlimit" for f in fields(Status))
+KEYS: tuple[str, ...] = tuple(f if f != "rlimits" else "rlimit" for f in fields(Status))
 
 
 def _check_comm(comm: str, line: int | None) -> None:

@@ -18,9 +18,9 @@ re-enter its wait (SPEC "Formats"); :func:`parse` exists for tools and tests.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from sigfs.formats.errors import FormatError, check_size, is_comment, numbered_lines, parse_int
+from sigfs.record import record
 from sigfs.signals import WEXITED
 
 __all__ = [
@@ -48,7 +48,7 @@ _U32 = (1 << 32) - 1
 _PID_MAX = (1 << 31) - 1  # pid_t is int; INT_MIN is refused by the kernel (-INT_MIN overflows)
 
 
-@dataclass(frozen=True)
+@record
 class Waiter:
     """One thread blocked in a wait: its wait options, its tid, and whom it waits for."""
 
