@@ -14,7 +14,6 @@ import struct
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from sigfs.record import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -29,6 +28,7 @@ from sigfs.formats.manifest import Manifest
 from sigfs.formats.mm import Mm, Vma
 from sigfs.formats.regs import REGISTER_NAMES, Regs
 from sigfs.formats.status import RLIM_INFINITY, RLIMIT_NAMES, Status
+from sigfs.record import replace
 
 # Guards against hangs (a quadratic parser on 10 MB takes hours), not a speed
 # measure: speed is for benchmarks/, and a loaded CI machine must not fail this.
