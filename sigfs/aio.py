@@ -23,9 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
+if TYPE_CHECKING:
+    from typing import Any, Protocol, TypeVar
+
+    T = TypeVar("T")
+else:
+    Protocol = object
 
 # True while run() drives a coroutine.
 _sync = False

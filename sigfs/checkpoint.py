@@ -19,12 +19,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from sigfs import __version__, aio, procfs
 from sigfs.sink import BufferSink
 
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from sigfs.formats.fpu import Fpu
     from sigfs.pages import Layout, PagesStream
     from sigfs.tracer import Tracer

@@ -10,7 +10,6 @@ import errno
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias
 
 from sigfs import image, procfs, state
 from sigfs.formats import action as action_fmt
@@ -27,6 +26,10 @@ from sigfs.pages import PagesStream, StreamReader, dumpable_vmas
 from sigfs.record import record
 from sigfs.tracer import TargetBusy, Tracer
 from sigfs.tree import Entry, Scope, Tree
+
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
 
 class ErrorLog:

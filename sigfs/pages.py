@@ -23,10 +23,11 @@ import os
 import re
 import struct
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
 
 from sigfs.formats import pages as pages_fmt
+from sigfs.record import record
 
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
 if TYPE_CHECKING:
     from sigfs.sink import BufferSink
 
@@ -42,7 +43,8 @@ ZERO_PAGE = bytes(PAGE)
 ZERO_WINDOW = bytes(PAGE * WINDOW_PAGES)
 
 
-class Span(NamedTuple):
+@record
+class Span:
     """What the stream needs of a mapping."""
 
     start: int

@@ -31,9 +31,21 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any, TypeVar, dataclass_transform, overload
 
-T = TypeVar("T")
+# Nor is ``typing`` imported at run time, here or in any module `sigfs
+# checkpoint` loads before the freeze (4-9 ms of start-up here, more than any
+# other module of the standard library it needs): its names are for mypy,
+# and the few used at run time get stand-ins.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, dataclass_transform, overload
+
+    T = TypeVar("T")
+else:
+
+    def dataclass_transform(**_options):  # only for type checkers
+        return lambda func: func
+
 
 FIELDS = "__record_fields__"
 
@@ -74,12 +86,13 @@ def replace(obj: T, /, **changes: Any) -> T:
     return cls(**values)
 
 
-@overload
-def record(cls: type[T], /) -> type[T]: ...
+if TYPE_CHECKING:
 
+    @overload
+    def record(cls: type[T], /) -> type[T]: ...
 
-@overload
-def record(*, frozen: bool = True) -> Callable[[type[T]], type[T]]: ...
+    @overload
+    def record(*, frozen: bool = True) -> Callable[[type[T]], type[T]]: ...
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))

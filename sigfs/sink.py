@@ -14,10 +14,10 @@ import mmap
 import os
 import queue
 import threading
-from typing import TYPE_CHECKING
 
 from sigfs import aio
 
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
 if TYPE_CHECKING:
     from sigfs.formats.manifest import Hasher
 

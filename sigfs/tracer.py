@@ -26,13 +26,16 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
 
 from sigfs import aio, procfs
 from sigfs import ptrace_raw as pt
 from sigfs.record import field, record
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 # How long a target may take to reach a ptrace stop before the request fails.
 # A thread in uninterruptible sleep (D state) stops only when it leaves it.

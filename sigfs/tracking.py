@@ -39,10 +39,10 @@ import ctypes
 import errno
 import os
 import struct
-from typing import TYPE_CHECKING
 
 from sigfs import procfs
 
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
 if TYPE_CHECKING:
     from sigfs.tracer import Tracer
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from sigfs.record import record
 
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
 if TYPE_CHECKING:
     from sigfs.files import FileContext
     from sigfs.pages import StreamReader

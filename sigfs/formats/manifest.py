@@ -32,7 +32,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
 
 import xxhash
 
@@ -40,8 +39,13 @@ from sigfs.formats.errors import FormatError, check_size, is_comment, parse_int,
 from sigfs.formats.fds import numbered_long_lines, parse_path, render_path
 from sigfs.record import record
 
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from _typeshed import ReadableBuffer
+else:
+    Protocol = object
 
 __all__ = [
     "CHECKSUMS",

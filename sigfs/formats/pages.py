@@ -26,9 +26,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
-from typing import Protocol
 
 from sigfs.formats.errors import FormatError
+
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object
 
 __all__ = [
     "CHUNK_PAGES",

@@ -30,7 +30,6 @@ import functools
 import re
 import struct
 from collections.abc import Iterable, Iterator
-from typing import Literal
 
 from sigfs.formats.errors import (
     MAX_LINE,
@@ -56,6 +55,10 @@ from sigfs.signals import (
     SIGTRAP,
     parse_signal,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
+if TYPE_CHECKING:
+    from typing import Literal
 
 __all__ = [
     "SIGINFO_SIZE",
