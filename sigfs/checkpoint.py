@@ -64,10 +64,11 @@ class CheckpointError(Exception):
 class Progress:
     """A progress line on stderr, shown only when the copy takes a while."""
 
-    __slots__ = ("enabled", "started", "_last", "shown")
+    __slots__ = ("enabled", "label", "started", "_last", "shown")
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, label: str = "sigfs checkpoint") -> None:
         self.enabled = enabled
+        self.label = label
         self.started = time.monotonic()
         self._last = 0.0
         self.shown = False
@@ -83,7 +84,7 @@ class Progress:
         filled = int(width * min(pct, 100.0) / 100)
         bar = "#" * filled + "-" * (width - filled)
         sys.stderr.write(
-            f"\rsigfs checkpoint: {what:<8} [{bar}] {pct:5.1f}% {done >> 20} / {total >> 20} MiB"
+            f"\r{self.label}: {what:<8} [{bar}] {pct:5.1f}% {done >> 20} / {total >> 20} MiB"
         )
         sys.stderr.flush()
 

@@ -6,6 +6,7 @@
     sigfs show PID                               the signal state, for people
     sigfs checkpoint PID DIR [--leave-running] [--pre-copy] [--buffer-mib N] [-q]
                                                  freeze, copy the state out, kill or thaw
+    sigfs verify DIR [-q]                        check an image against its MANIFEST
 
 User errors are one line on stderr and a non-zero exit code.
 """
@@ -18,7 +19,9 @@ import sys
 
 from sigfs import __version__
 
-COMMANDS = ("mount", "umount", "unmount", "show", "checkpoint")
+COMMANDS = ("mount", "umount", "unmount", "show", "checkpoint", "verify")
+# Commands that run once and exit (os._exit, skipping the interpreter's teardown).
+ONE_SHOT = ("checkpoint", "show", "verify")
 
 
 def _split_opts(values: list[str] | None) -> list[str]:
@@ -88,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
         "--timings", action="store_true", help="print how long each phase took, on stderr"
     )
 
+    v = sub.add_parser(
+        "verify",
+        help="check a checkpoint image: every file's size and checksum against its "
+        "MANIFEST, no file missing or unlisted, and the pages stream whole",
+    )
+    v.add_argument("dir")
+    v.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+
     s = sub.add_parser("show", help="print a process's signal state for people")
     s.add_argument("pid", type=int)
     s.add_argument("--tid", type=int, help="a thread other than the leader")
@@ -109,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(args_list)
     try:
         rc = _run(args)
-        if argv is None and args.command in ("checkpoint", "show"):
+        if argv is None and args.command in ONE_SHOT:
             _flush()
     except KeyboardInterrupt:
         # Ctrl-C outside the steps that handle it themselves: no traceback,
@@ -131,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         # Writing the output failed otherwise (a full disk): say so.
         print(f"sigfs: {args.command}: cannot write the output: {exc.strerror}", file=sys.stderr)
         rc = 1
-    if argv is None and args.command in ("checkpoint", "show"):
+    if argv is None and args.command in ONE_SHOT:
         # The command line's own run of a one-shot command: every file is
         # closed, every thread joined and the output flushed by now, so skip
         # the interpreter's teardown of some 150 modules (about 13 ms here).
@@ -175,6 +186,10 @@ def _run(args: argparse.Namespace) -> int:
             args.timings,
             args.pre_copy,
         )
+    if args.command == "verify":
+        from sigfs.verify import main as verify_main
+
+        return verify_main(args.dir, args.quiet)
     if args.command == "show":
         from sigfs.show import run_show
 

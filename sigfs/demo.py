@@ -3,8 +3,9 @@
 The target (tests/targets/handlers.c) installs handlers with distinct flags
 and masks, sets an altstack, blocks SIGUSR2 and SIGRTMIN+5 and queues signals
 to itself.  The demo reads its files through the mount, freezes and thaws it
-through ``ctl``, checkpoints it with ``--leave-running`` (then with
-``--pre-copy`` too), and cleans up.
+through ``ctl``, checkpoints it with ``--leave-running`` and checks the image
+with ``sigfs verify`` (then checkpoints it with ``--pre-copy`` too), and
+cleans up.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main() -> int:
             f"head -12 {image}/MANIFEST"
         )
         show_cmd(f"diff {image}/sig/action {d}/sig/action && echo 'image matches the live files'")
+        show_cmd(f"{SIGFS} verify {image}")
         step("again with --pre-copy: memory copied while it runs, then only what it wrote since")
         show_cmd(f"{SIGFS} checkpoint {pid} {image}.pre --leave-running --pre-copy")
         step("the target is still running, untraced")
