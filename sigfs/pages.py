@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 
 from sigfs.formats import pages as pages_fmt
 from sigfs.record import record
+from sigfs.sink import Iovec, libc
 
 TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
 if TYPE_CHECKING:
@@ -306,7 +307,14 @@ class PagesStream:
 
     # -- reading --------------------------------------------------------------
 
-    def _read_run(self, addr: int, count: int) -> bytes:
+    def _read_run(self, addr: int, count: int) -> bytes | bytearray:
+        # process_vm_readv first (about twice /proc/PID/mem's speed here).
+        fast = bytearray(count * PAGE)
+        local = Iovec(ctypes.addressof(ctypes.c_char.from_buffer(fast)), len(fast))
+        remote = Iovec(addr, len(fast))
+        got = libc.process_vm_readv(self.tgid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        if got == len(fast):
+            return fast
         try:
             data = os.pread(self._mem, count * PAGE, addr)
         except OSError:
@@ -346,7 +354,7 @@ class PagesStream:
                 sub, subcount = m.start(), m.end() - m.start()
                 yield addr + sub * PAGE, subcount, flags, view[sub * PAGE : (sub + subcount) * PAGE]
 
-    def chunks(self) -> Iterator[bytes | memoryview]:
+    def chunks(self) -> Iterator[bytes | bytearray | memoryview]:
         """The stream, chunk by chunk (for a sequential FUSE read)."""
         yield pages_fmt.header()
         for start, n, shared_anon, drop_zero in self._windows(WINDOW_PAGES):
@@ -472,10 +480,10 @@ class StreamReader:
     """Serves a sequential FUSE read of a chunk iterator, holding one chunk."""
 
     def __init__(
-        self, chunks: Iterator[bytes | memoryview], on_close: PagesStream | None = None
+        self, chunks: Iterator[bytes | bytearray | memoryview], on_close: PagesStream | None = None
     ) -> None:
         self._chunks = chunks
-        self._buf: bytes | memoryview = b""
+        self._buf: bytes | bytearray | memoryview = b""
         self._buf_off = 0  # stream offset of _buf[0]
         self._done = False
         self._on_close = on_close

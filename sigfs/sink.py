@@ -24,12 +24,12 @@ if TYPE_CHECKING:
 PAGE = 4096
 
 
-class _Iovec(ctypes.Structure):
+class Iovec(ctypes.Structure):
     _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.process_vm_readv.restype = ctypes.c_ssize_t
+libc = ctypes.CDLL(None, use_errno=True)
+libc.process_vm_readv.restype = ctypes.c_ssize_t
 
 
 MADV_POPULATE_WRITE = 23  # Linux 5.14+
@@ -43,7 +43,7 @@ SLOTS = 4
 def prefault(addr: int, size: int) -> None:
     """Write-fault ``size`` bytes at ``addr`` in one madvise; a memset on
     kernels without MADV_POPULATE_WRITE."""
-    if _libc.madvise(ctypes.c_void_p(addr), ctypes.c_size_t(size), MADV_POPULATE_WRITE) == 0:
+    if libc.madvise(ctypes.c_void_p(addr), ctypes.c_size_t(size), MADV_POPULATE_WRITE) == 0:
         return
     err = ctypes.get_errno()
     if err != errno.EINVAL:
@@ -59,7 +59,7 @@ def on_tmpfs(fd: int) -> bool:
     """Whether ``fd`` is a file in tmpfs, where fallocate() allocates the
     file's memory itself (elsewhere it only reserves blocks on disk)."""
     buf = _Statfs()
-    if _libc.fstatfs(fd, ctypes.byref(buf)) != 0:
+    if libc.fstatfs(fd, ctypes.byref(buf)) != 0:
         return False
     return bool(buf.f_type & 0xFFFFFFFF == TMPFS_MAGIC)
 
@@ -218,7 +218,7 @@ class BufferSink:
             self._flushed += self._fill
             self._slot, self._fill = -1, 0
 
-    def put(self, data: bytes | memoryview) -> None:
+    def put(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
         while view:
             n = min(self._room(), len(view))
@@ -242,9 +242,9 @@ class BufferSink:
                 self._flush()
                 continue
             k = min(room, n - done)
-            local = _Iovec(self._addrs[self._slot] + self._fill, k)
-            remote = _Iovec(addr + done, k)
-            got: int = _libc.process_vm_readv(
+            local = Iovec(self._addrs[self._slot] + self._fill, k)
+            remote = Iovec(addr + done, k)
+            got: int = libc.process_vm_readv(
                 pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0
             )
             if got != k:
@@ -273,11 +273,9 @@ class BufferSink:
             done = 0
             while done < n:
                 k = min(SLOT_SIZE, n - done)
-                local = _Iovec(self._addrs[index], k)
-                remote = _Iovec(addr + done, k)
-                got = _libc.process_vm_readv(
-                    pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0
-                )
+                local = Iovec(self._addrs[index], k)
+                remote = Iovec(addr + done, k)
+                got = libc.process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
                 if got != k:
                     return False
                 with memoryview(self._slots[index]) as whole:
@@ -287,7 +285,7 @@ class BufferSink:
             self._free.put(index)
         return True
 
-    def patch_bytes(self, data: bytes, at: int) -> None:
+    def patch_bytes(self, data: bytes | bytearray, at: int) -> None:
         """Write ``data`` over the stream's bytes at offset ``at`` (already
         put) where they differ."""
         self.drain()

@@ -192,6 +192,31 @@ def test_pages_hold_the_memory(mnt, spawn) -> None:  # type: ignore[no-untyped-d
     assert t.readline() == "mem ok"
 
 
+def test_pages_hold_memory_the_process_made_unreadable(mnt) -> None:  # type: ignore[no-untyped-def]
+    """Pages written, then made PROT_NONE (a guard, a sandbox): the quick
+    copy (process_vm_readv) stops at them, and the stream reads them through
+    /proc/PID/mem instead, with the pages around them, all as they are."""
+    code = (
+        "import ctypes, mmap, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "m = mmap.mmap(-1, 64 * 4096)\n"
+        "for i in range(64): m[i * 4096:(i + 1) * 4096] = bytes([i + 1]) * 4096\n"
+        "addr = ctypes.addressof(ctypes.c_char.from_buffer(m))\n"
+        "for first, n in ((7, 1), (20, 5), (63, 1)):\n"
+        "    assert libc.mprotect(ctypes.c_void_p(addr + first * 4096), n * 4096, 0) == 0\n"
+        "print('ready', hex(addr), flush=True); sys.stdin.readline()\n"
+    )
+    proc, words = start_python(code)
+    try:
+        addr = int(words[1], 16)
+        with open(os.path.join(mnt.path, str(proc.pid), "pages"), "rb") as f:
+            pages = _records(f.read())
+        for i in range(64):
+            assert pages[addr + i * 4096] == bytes([i + 1]) * 4096, i
+    finally:
+        stop_process(proc)
+
+
 def test_ctl_freeze_shows_one_moment(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("threads", "4")
     ctl = os.path.join(mnt.path, str(t.pid), "ctl")
