@@ -602,6 +602,51 @@ def test_checkpoint_pages_equal_the_mounted_pages_whatever_the_buffer(mnt, spawn
     assert t.readline() == "mem ok"
 
 
+@pytest.mark.parametrize("mode", ["kill", "--leave-running"])
+def test_the_image_is_on_disk_before_it_is_named_and_the_process_killed(
+    spawn,  # type: ignore[no-untyped-def]
+    tmp_path,
+    mode: str,
+) -> None:
+    """A crash (power lost) after the checkpoint must not leave a killed
+    process with an image still in the page cache, nor a DIR with files
+    short: strace shows syncfs before the rename of DIR.partial to DIR, the
+    directory's fsync after it, and only then the SIGKILL."""
+    import sys
+
+    t = spawn("mem", "4")
+    img = str(tmp_path / "img")
+    sigfs = os.path.join(os.path.dirname(sys.executable), "sigfs")
+    extra = [mode] if mode != "kill" else []
+    res = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=syncfs,fsync,rename,kill", "-o", str(tmp_path / "st")]
+        + [sigfs, "checkpoint", str(t.pid), img, *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert res.returncode == 0, res.stderr
+    calls = (tmp_path / "st").read_text().splitlines()
+
+    def first(pattern: str) -> int:
+        found = [i for i, line in enumerate(calls) if re.search(pattern, line)]
+        assert found, (pattern, calls)
+        return found[0]
+
+    synced = first(r"syncfs\(\d+\) += 0")
+    named = first(rf'rename\("{re.escape(img)}\.partial", "{re.escape(img)}"\) += 0')
+    dir_synced = max(i for i, line in enumerate(calls) if re.search(r"fsync\(\d+\) += 0", line))
+    assert synced < named < dir_synced, calls
+    kills = [i for i, line in enumerate(calls) if f"kill({t.pid}, SIGKILL)" in line]
+    if mode == "kill":
+        assert kills and kills[0] > dir_synced, calls
+    else:
+        assert not kills, calls
+        t.send("check")
+        assert t.readline() == "mem ok"
+
+
 def test_checkpoint_that_cannot_write_leaves_nothing(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A file-size limit smaller than the memory (EFBIG, like a full disk):
     one line, no DIR and no DIR.partial, the process running and untraced."""
@@ -657,6 +702,7 @@ def test_checkpoint_timings_show_every_phase_each_file_and_the_peak_memory(
         "thawed",
         "wrote the files read while frozen",
         "checksummed, wrote MANIFEST",
+        "flushed to disk",
         "published the image",
         "closed",
     ]
