@@ -90,7 +90,13 @@ def check(
             problems.append(f"{rel}: reached through a symbolic link")
             continue
         try:
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # A FIFO or a device in its place is not opened (a FIFO would
+            # block; a device may act on an open); O_NONBLOCK covers a swap
+            # between the lstat and the open.
+            if not stat.S_ISREG(os.lstat(full).st_mode):
+                problems.append(f"{rel}: not a regular file")
+                continue
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
             problems.append(f"{rel}: missing ({exc.strerror})")
             continue

@@ -15,10 +15,30 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_image import checkpoint, tree_digest
+from test_image import checkpoint
 
 from sigfs.formats import manifest as manifest_fmt
 from sigfs.formats import pages as pages_fmt
+
+
+def tree_digest(root: str) -> dict[str, str]:
+    """Every entry under ``root``: a regular file's sha256, else its type
+    and target (a FIFO is not opened: that would block)."""
+    import hashlib
+    import stat
+
+    out = {}
+    for dirpath, dirnames, files in os.walk(root):
+        for name in dirnames + files:
+            p = os.path.join(dirpath, name)
+            mode = os.lstat(p).st_mode
+            if stat.S_ISREG(mode):
+                with open(p, "rb") as f:
+                    out[os.path.relpath(p, root)] = hashlib.sha256(f.read()).hexdigest()
+            else:
+                link = os.readlink(p) if stat.S_ISLNK(mode) else ""
+                out[os.path.relpath(p, root)] = f"{stat.S_IFMT(mode):o} {link}"
+    return out
 
 
 def verify(img: str | Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -119,6 +139,10 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "a directory made a link": (
         lambda img: (img / "task" / "outside").symlink_to("/etc"),
         ["task/outside: a symbolic link (an image holds only files)"],
+    ),
+    "a file made a FIFO": (
+        lambda img: ((img / "status").unlink(), os.mkfifo(img / "status")),
+        ["status: not a regular file"],
     ),
     "a file made a directory": (
         lambda img: ((img / "regs").unlink(), (img / "regs").mkdir()),
