@@ -25,7 +25,6 @@ import struct
 from collections.abc import Callable, Iterator
 
 from sigfs.formats import pages as pages_fmt
-from sigfs.record import record
 from sigfs.sink import Iovec, libc
 
 TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
@@ -44,15 +43,22 @@ ZERO_PAGE = bytes(PAGE)
 ZERO_WINDOW = bytes(PAGE * WINDOW_PAGES)
 
 
-@record
 class Span:
-    """What the stream needs of a mapping."""
+    """What the stream needs of a mapping.  A plain class with slots: one is
+    made per mapping while the process is frozen, and a frozen record's
+    ``__init__`` costs three times as much (2 ms more for 5000 mappings)."""
 
-    start: int
-    end: int
-    perms: str
-    inode: int
-    path: str
+    __slots__ = ("start", "end", "perms", "inode", "path")
+
+    def __init__(self, start: int, end: int, perms: str, inode: int, path: str) -> None:
+        self.start = start
+        self.end = end
+        self.perms = perms
+        self.inode = inode
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"Span({self.start:#x}-{self.end:#x} {self.perms} {self.inode} {self.path!r})"
 
 
 def dumpable_vmas(maps_text: str) -> list[Span]:
