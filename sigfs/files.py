@@ -167,8 +167,9 @@ async def load_status(ctx: FileContext) -> bytes:
     return status_fmt.render(await image.read_status(ctx.tracer, ctx.pid)).encode()
 
 
-async def load_fds(ctx: FileContext) -> bytes:
-    return fds_fmt.render(image.read_fds(ctx.pid)).encode()
+async def collect_fds(ctx: FileContext) -> Render:
+    raw = image.read_fds_raw(ctx.pid)
+    return lambda: fds_fmt.render(image.fds_from_raw(*raw)).encode()
 
 
 async def collect_mm(ctx: FileContext) -> Render:
@@ -275,7 +276,14 @@ ENTRIES: list[Entry] = [
         "ids, credentials, limits, settings",
         injects=True,
     ),
-    Entry("fds", Scope.PROCESS, load_fds, False, "open file descriptors, cwd and root"),
+    Entry(
+        "fds",
+        Scope.PROCESS,
+        _two_steps(collect_fds),
+        False,
+        "open file descriptors, cwd and root",
+        collect=collect_fds,
+    ),
     Entry(
         "mm",
         Scope.PROCESS,

@@ -245,14 +245,25 @@ def _fdinfo(tgid: int, fd: int) -> tuple[dict[str, str], list[tuple[str, str]]]:
     return main, extra
 
 
+# One descriptor as read: fd, kind, fdinfo's main fields and the rest, the
+# inode from stat, the descriptor it shares its open file with, and the path.
+FdRaw = tuple[int, str, dict[str, str], list[tuple[str, str]], int, int, str]
+
+
 def read_fds(tgid: int) -> fds_fmt.Fds:
+    return fds_from_raw(*read_fds_raw(tgid))
+
+
+def read_fds_raw(tgid: int) -> tuple[list[FdRaw], str, str]:
+    """What ``fds`` is made of, read while the process holds still (every
+    /proc read and kcmp); :func:`fds_from_raw` makes the model whenever."""
     fd_dir = f"/proc/{tgid}/fd"
     try:
         names = sorted(int(n) for n in os.listdir(fd_dir))
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {tgid}") from None
     sockets: dict[int, str] | None = None
-    out: list[fds_fmt.Fd] = []
+    out: list[FdRaw] = []
     groups: dict[tuple[int, int], list[int]] = {}
     for fd in names:
         try:
@@ -284,10 +295,16 @@ def read_fds(tgid: int) -> fds_fmt.Fds:
             kind = "memfd" if path.startswith("/memfd:") else "file"
         else:
             kind = "other"
-        flags = int(main.get("flags", "0"), 8)
         # The RFC's objref: descriptors sharing one open file description.
         same = _same_file_as(tgid, fd, groups.setdefault((st.st_dev, st.st_ino), []))
-        shared = fd if same is None else same
+        out.append((fd, kind, main, extra, st.st_ino, fd if same is None else same, path))
+    return out, _readlink(f"/proc/{tgid}/cwd"), _readlink(f"/proc/{tgid}/root")
+
+
+def fds_from_raw(items: list[FdRaw], cwd: str, root: str) -> fds_fmt.Fds:
+    out = []
+    for fd, kind, main, extra, st_ino, shared, path in items:
+        flags = int(main.get("flags", "0"), 8)
         out.append(
             fds_fmt.Fd(
                 fd=fd,
@@ -296,16 +313,14 @@ def read_fds(tgid: int) -> fds_fmt.Fds:
                 pos=int(main.get("pos", "0")),
                 cloexec=bool(flags & O_CLOEXEC),
                 mnt_id=int(main.get("mnt_id", "0")),
-                ino=int(main.get("ino", str(st.st_ino))),
+                ino=int(main.get("ino", str(st_ino))),
                 shared=shared,
                 path=path,
                 deleted=path.endswith(" (deleted)"),
                 extra=tuple(extra),
             )
         )
-    return fds_fmt.Fds(
-        fds=tuple(out), cwd=_readlink(f"/proc/{tgid}/cwd"), root=_readlink(f"/proc/{tgid}/root")
-    )
+    return fds_fmt.Fds(fds=tuple(out), cwd=cwd, root=root)
 
 
 # -- address space ------------------------------------------------------------
