@@ -104,6 +104,10 @@ class BufferSink:
         self._hash: Hasher | None = None  # made with the writer (imports xxhash)
         self._rehash = False  # bytes were patched in place: hash the file again
         self._slots: list[mmap.mmap] = []
+        # put_remote's two iovecs, made once (a call per small mapping).
+        self._iovecs = (Iovec(), Iovec())
+        self._local_ref = ctypes.byref(self._iovecs[0])
+        self._remote_ref = ctypes.byref(self._iovecs[1])
         self._addrs: list[int] = []
         self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._full: queue.SimpleQueue[tuple[int, int, int] | None] = queue.SimpleQueue()
@@ -219,6 +223,16 @@ class BufferSink:
             self._slot, self._fill = -1, 0
 
     def put(self, data: bytes | bytearray | memoryview) -> None:
+        n = len(data)
+        fill = self._fill
+        if self._slot >= 0 and type(data) is bytes and fill + n < SLOT_SIZE:
+            # The common case, a record header into the slot being filled:
+            # one slice assignment (a process with thousands of small
+            # mappings puts thousands of them while frozen).
+            self._slots[self._slot][fill : fill + n] = data
+            self._fill = fill + n
+            self.size += n
+            return
         view = memoryview(data).cast("B")
         while view:
             n = min(self._room(), len(view))
@@ -242,11 +256,11 @@ class BufferSink:
                 self._flush()
                 continue
             k = min(room, n - done)
-            local = Iovec(self._addrs[self._slot] + self._fill, k)
-            remote = Iovec(addr + done, k)
-            got: int = libc.process_vm_readv(
-                pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0
-            )
+            local, remote = self._iovecs
+            local.base = self._addrs[self._slot] + self._fill
+            remote.base = addr + done
+            local.len = remote.len = k
+            got: int = libc.process_vm_readv(pid, self._local_ref, 1, self._remote_ref, 1, 0)
             if got != k:
                 # Stopped at a page it cannot read: keep the whole pages read.
                 got = max(got, 0) // PAGE * PAGE
