@@ -261,12 +261,14 @@ class PagesStream:
         contents must still be checked for zero pages."""
         raw = raw or self._entries(start, npages)
         classes = raw[7::8].translate(_CLASS_SHARED if shared_anon else _CLASS_PRIVATE)
-        if self._zero_pfn and b"\x01" in classes:
+        # Byte values are looked for as ints: `b"\x01" in x` first tries the
+        # argument as an int and raises (and clears) a TypeError each time.
+        if self._zero_pfn and 1 in classes:
             # Swap entries of type SWP_PTE_MARKER hold no page: a guard page
             # (MADV_GUARD_INSTALL), a userfaultfd write-protection mark.  The
             # type is shown only with page frames (so is the zero page).
             candidates = raw[0::8].translate(_TYPE31)
-            if b"\x00" in candidates:
+            if 0 in candidates:
                 marks = bytearray(classes)
                 at = candidates.find(b"\x00")
                 while at >= 0:
@@ -280,7 +282,7 @@ class PagesStream:
             # Nothing to keep (an untouched thread stack, say): no searching.
             return [], drop_zero and not self._zero_pfn
         zp = self._zero_pfn
-        if drop_zero and zp and b"\x00" in classes:
+        if drop_zero and zp and 0 in classes:
             pattern = struct.pack("<Q", zp)[:7]
             at = raw.find(pattern)
             if at >= 0:
@@ -458,7 +460,7 @@ class PagesStream:
             for addr, count, at in placed:
                 first = (addr - start) // PAGE
                 marks = dirty[first : first + count]
-                if b"\x00" not in marks:
+                if 0 not in marks:
                     continue
                 if check_zero:
                     return None  # its zero pages may have changed
