@@ -100,11 +100,7 @@ def test_a_fresh_image_is_whole(spawn, tmp_path: Path, checksum: str) -> None:  
 
 
 def _flip_byte(img: Path) -> None:
-    with open(img / "pages", "r+b") as f:
-        f.seek(8 << 20)
-        byte = f.read(1)
-        f.seek(8 << 20)
-        f.write(bytes([byte[0] ^ 0x40]))
+    _flip_byte_at(img / "pages", 8 << 20)
 
 
 def _truncate(img: Path) -> None:
@@ -249,6 +245,32 @@ def test_memory_stays_flat_for_a_large_image(spawn, tmp_path: Path) -> None:  # 
     ).stdout.split()
     assert out[0] == "0"
     assert int(out[1]) < 64, f"peak RSS {out[1]} MiB"
+
+
+def test_a_format_1_image_still_verifies(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Format 1 (no checksum line, every digest sha256), as older sigfs wrote
+    it: made here by rewriting a sha256 image's MANIFEST as version 1."""
+    t = spawn("mem", "4")
+    img = tmp_path / "img"
+    assert checkpoint(t.pid, str(img), "--leave-running", "--checksum", "sha256").returncode == 0
+    text = (img / "MANIFEST").read_text()
+    v1 = text.replace("format_version 2\n", "format_version 1\n").replace("checksum sha256\n", "")
+    assert v1 != text
+    (img / "MANIFEST").write_text(v1)
+    res = verify(img)
+    assert res.returncode == 0, res.stderr
+    assert "every sha256 checksum matches" in res.stdout and "format 1," in res.stdout
+    _flip_byte_at(img / "pages", 1 << 20)
+    res = verify(img)
+    assert res.returncode == 1 and "pages: sha256 is " in res.stderr, res.stderr
+
+
+def _flip_byte_at(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x40]))
 
 
 def test_an_image_copied_elsewhere_still_verifies(image: Path, tmp_path: Path) -> None:
