@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         help="check a checkpoint image: every file's size and checksum against its "
         "MANIFEST, no file missing or unlisted, and the pages stream whole",
     )
-    v.add_argument("dir")
+    v.add_argument("dir", help="the image: a directory `sigfs checkpoint` wrote")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
 
     s = sub.add_parser("show", help="print a process's signal state for people")
