@@ -399,7 +399,12 @@ class SigFS(pyfuse3.Operations):
             self._open[fh] = data
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    # pyfuse3 replies from any contiguous buffer (PyObject_GetBuffer in
+    # fuse_read_async) at once, before it runs another handler, though its
+    # stub says bytes: a view of the pages stream's buffer goes out uncopied.
+    async def read(  # type: ignore[override]
+        self, fh: int, off: int, size: int
+    ) -> bytes | bytearray | memoryview:
         with _fuse_errors("read"):
             data = self._open.get(fh)
             if data is None:

@@ -299,7 +299,7 @@ class BufferSink:
             self._free.put(index)
         return True
 
-    def patch_bytes(self, data: bytes | bytearray, at: int) -> None:
+    def patch_bytes(self, data: bytes | bytearray | memoryview, at: int) -> None:
         """Write ``data`` over the stream's bytes at offset ``at`` (already
         put) where they differ."""
         self.drain()

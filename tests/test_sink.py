@@ -226,3 +226,44 @@ def test_checkpoint_prepares_the_file_before_importing_the_formats() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)
+
+
+def test_stream_reader_answers_every_read_as_the_stream_and_views_stay_put() -> None:
+    """sigfs.pages.StreamReader over chunks that reuse one buffer, as the
+    pages stream's do: every sequential read (inside a chunk: a view; across
+    chunks: a copy) gives the stream's bytes, and a view handed out holds
+    them until the next read, which is when FUSE has sent it."""
+    import random
+
+    from sigfs.pages import StreamReader
+
+    rng = random.Random(7)
+    buf = bytearray(4096)
+    expected = bytearray()
+    sizes = [rng.choice((1, 24, 100, 4096, 4096)) for _ in range(300)]
+
+    def chunks() -> Iterator[memoryview]:
+        for i, n in enumerate(sizes):
+            buf[:n] = bytes([i % 251]) * n  # overwrites what the last chunk held
+            yield memoryview(buf)[:n]
+
+    for i, n in enumerate(sizes):
+        expected += bytes([i % 251]) * n
+    for read_size in (1, 7, 4096, 5000, 65536):
+        reader = StreamReader(chunks())
+        off, got = 0, bytearray()
+        while True:
+            data = reader.read(off, read_size)
+            if not data:
+                break
+            assert len(data) <= read_size
+            snapshot = bytes(data)
+            got += data
+            off += len(data)
+            assert bytes(data) == snapshot  # unchanged until the next read
+        assert got == expected, read_size
+    reader = StreamReader(chunks())
+    reader.read(0, 10000)
+    with pytest.raises(OSError) as info:
+        reader.read(0, 10)
+    assert info.value.errno == errno.ESPIPE
