@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -61,6 +62,36 @@ def test_root_lists_processes_and_tree(mnt, spawn) -> None:  # type: ignore[no-u
         os.stat(os.path.join(mnt.path, "999999999"))
     with pytest.raises(FileNotFoundError):
         os.stat(os.path.join(mnt.path, "not-a-pid"))
+
+
+def test_cp_copies_pages_a_mib_at_a_time(mnt, spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Files report the largest FUSE request as their best read size, so
+    that `cp` (which reads by it) copies `pages` in 1 MiB requests, not 128
+    KiB ones; the copy holds the same bytes as a read of the file."""
+    t = spawn("mem", "8")
+    pages = os.path.join(mnt.path, str(t.pid), "pages")
+    assert os.stat(pages).st_blksize == 1 << 20
+    assert os.stat(os.path.join(mnt.path, str(t.pid), "sig", "blocked")).st_blksize == 1 << 20
+    trace = tmp_path / "trace"
+    subprocess.run(
+        [
+            "strace",
+            "-qq",
+            "-e",
+            "trace=read",
+            "-o",
+            str(trace),
+            "cp",
+            pages,
+            str(tmp_path / "copy"),
+        ],
+        check=True,
+        timeout=60,
+    )
+    sizes = [int(m) for m in re.findall(r"^read\(3, .*\) = (\d+)$", trace.read_text(), re.M)]
+    assert sizes and max(sizes) == 1 << 20, sizes
+    with open(pages, "rb") as f:
+        assert (tmp_path / "copy").read_bytes() == f.read()
 
 
 def test_rfc_forker(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
