@@ -309,8 +309,10 @@ class BufferSink:
         # Unchanged bytes (a page written back with what it held, the
         # copied-on-write pages of file mappings, always copied again) are
         # left alone: the running checksum then still holds, and the file is
-        # not read back whole to hash it.
-        if os.pread(self.out, len(data), at) == data:
+        # not read back whole to hash it.  Compared as bytes: bytes against a
+        # memoryview goes element by element, some 17 times slower (1.9 ms a
+        # MiB here, on every page a pre-copy copies again while frozen).
+        if os.pread(self.out, len(data), at) == data.tobytes():
             return
         pos = 0
         while pos < len(data):
