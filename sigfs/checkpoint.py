@@ -559,7 +559,8 @@ def _sync_filesystem(fd: int) -> None:
     wait for a journal commit.  Immediate on tmpfs."""
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
+    from sigfs.sink import libc
+
     if libc.syncfs(fd) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"cannot write the image to disk: {os.strerror(err)}")
