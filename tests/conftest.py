@@ -539,3 +539,14 @@ def stop_process(proc: subprocess.Popen[str]) -> None:
     for pipe in (proc.stdin, proc.stdout):
         if pipe is not None:
             pipe.close()
+
+
+def modules_after(imports: str) -> set[str]:
+    """The modules a fresh interpreter holds after ``import <imports>``:
+    what a command pays for at start-up, whatever this test process has
+    imported already."""
+    probe = f"import sys, {imports}\nprint(' '.join(sys.modules))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, timeout=60, capture_output=True, text=True
+    ).stdout
+    return set(out.split())

@@ -13,13 +13,13 @@ import hashlib
 import mmap
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import xxhash
+from conftest import modules_after
 
 from sigfs.sink import PAGE, SLOT_SIZE, SLOTS, BufferSink, on_tmpfs
 
@@ -219,13 +219,9 @@ def test_checkpoint_prepares_the_file_before_importing_the_formats() -> None:
     from sigfs.formats import manifest
 
     assert checkpoint.DEFAULT_CHECKSUM == manifest.DEFAULT_CHECKSUM
-    probe = (
-        "import sys, sigfs.cli, sigfs.checkpoint\n"
-        "heavy = [m for m in sys.modules if m.startswith(('sigfs.formats', 'sigfs.pages',"
-        " 'sigfs.files', 'sigfs.tracer', 'xxhash', 'trio'))]\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)
+    heavy = ("sigfs.formats", "sigfs.pages", "sigfs.files", "sigfs.tracer", "xxhash", "trio")
+    loaded = modules_after("sigfs.cli, sigfs.checkpoint")
+    assert not sorted(m for m in loaded if m.startswith(heavy))
 
 
 def test_stream_reader_answers_every_read_as_the_stream_and_views_stay_put() -> None:
