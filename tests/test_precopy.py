@@ -290,6 +290,16 @@ def test_mostly_shared_memory_is_copied_while_frozen(tmp_path) -> None:  # type:
         stop_process(proc)
 
 
+def assert_copied_again(result, img: str, addr: int, pages: int, fill: bytes) -> None:  # type: ignore[no-untyped-def]
+    """``pages`` pages at ``addr``, changed to ``fill`` after the pre-copy,
+    were copied again while frozen: the image holds what they held then."""
+    assert result.recopied is not None and result.recopied >= pages, result.notes
+    memory = image_memory(img)
+    for i in range(pages):
+        assert memory[addr + i * PAGE] == fill * PAGE
+    assert_manifest_holds(img)
+
+
 def test_a_written_page_that_cannot_be_read_remotely(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Pages written and then made PROT_NONE before the freeze: process_vm_readv
     cannot read them, so they are copied again through /proc/PID/mem, with
@@ -300,11 +310,7 @@ def test_a_written_page_that_cannot_be_read_remotely(spawn, tmp_path, monkeypatc
     img = str(tmp_path / "img")
     result, line = checkpoint_with_a_change(t, img, "hide", monkeypatch)
     assert line == "hidden"
-    assert result.recopied is not None and result.recopied >= 16, result.notes
-    memory = image_memory(img)
-    for i in range(16):
-        assert memory[spare + i * PAGE] == b"\x55" * PAGE
-    assert_manifest_holds(img)
+    assert_copied_again(result, img, spare, 16, b"\x55")
 
 
 def test_a_tracked_mapping_split_shows_no_uw_in_mm(spawn, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -378,11 +384,7 @@ def test_a_mapping_that_cannot_be_tracked_is_copied_again_whole(
     img = str(tmp_path / "img")
     result, line = checkpoint_with_a_change(t, img, "redrop", monkeypatch)
     assert line == "redropped"
-    assert result.recopied is not None and result.recopied >= 4, result.notes
-    memory = image_memory(img)
-    for i in range(4):
-        assert memory[dropp + i * PAGE] == b"\x44" * PAGE
-    assert_manifest_holds(img)
+    assert_copied_again(result, img, dropp, 4, b"\x44")
 
 
 IO_URING_CHILD = """
