@@ -19,11 +19,14 @@ from sigfs.formats import fpu as fpu_fmt
 from sigfs.formats import mm as mm_fmt
 from sigfs.formats import pending as pending_fmt
 from sigfs.formats import regs as regs_fmt
+from sigfs.formats import sigset
 from sigfs.formats import status as status_fmt
 from sigfs.formats import waiters as waiters_fmt
-from sigfs.formats.sigset import render_bitmap
+from sigfs.formats.errors import FormatError
+from sigfs.formats.sigset import render_bitmap, signals_of
 from sigfs.pages import PagesStream, StreamReader, dumpable_vmas
 from sigfs.record import record
+from sigfs.signals import signal_name
 from sigfs.tracer import TargetBusy, Tracer
 from sigfs.tree import Entry, Scope, Tree
 
@@ -87,6 +90,8 @@ class FileContext:
     # address order): the `uw` VmFlag of a mapping in one is sigfs's, not
     # the process's, and is not shown.
     tracked: tuple[tuple[int, int], ...] = ()
+    # A writer opened the file with O_APPEND (``>>``): add, not replace.
+    append: bool = False
 
     def log(self, message: str) -> None:
         self.errors.add(self.pid, self.path, message)
@@ -95,6 +100,39 @@ class FileContext:
 async def load_blocked(ctx: FileContext) -> bytes:
     mask = state.blocked_mask(ctx.tracer, ctx.pid, ctx.tid, ctx.status)
     return (render_bitmap(mask) + "\n").encode()
+
+
+def _describe_change(old: int, new: int) -> str:
+    """``+SIGUSR1 -SIGINT``: what a write to a mask changed, for ``errors``."""
+    added = [f"+{signal_name(k)}" for k in signals_of(new & ~old)]
+    removed = [f"-{signal_name(k)}" for k in signals_of(old & ~new)]
+    return " ".join(added + removed)
+
+
+async def store_blocked(ctx: FileContext, data: bytes) -> None:
+    """A new blocked mask for the thread: the file's own bitmap, or signal
+    names and numbers, ``+SIG`` to add and ``-SIG`` to remove
+    (:func:`sigset.parse_mask_edit`); ``>`` replaces, ``>>`` adds.  The text
+    is checked before the thread is stopped, and the mask is read and set in
+    one stop (:func:`state.set_blocked`)."""
+    if len(data) > sigset.MAX_TEXT:
+        raise OSError(
+            errno.EINVAL, f"{len(data)} bytes is more than a mask takes ({sigset.MAX_TEXT})"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
+    replace = not ctx.append
+    try:
+        # Once against an empty mask: a mistake is refused before any stop.
+        sigset.parse_mask_edit(text, 0, replace)
+    except FormatError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    old, new = await state.set_blocked(
+        ctx.tracer, ctx.pid, ctx.tid, lambda current: sigset.parse_mask_edit(text, current, replace)
+    )
+    ctx.log(f"changed: {_describe_change(old, new)}" if old != new else "unchanged")
 
 
 async def _load_pending(ctx: FileContext, shared: bool) -> bytes:
@@ -230,7 +268,15 @@ ENTRIES: list[Entry] = [
         injects=True,
         batch=batch_altstack,
     ),
-    Entry("sig/blocked", Scope.THREAD, load_blocked, False, "blocked mask, 64 0/1 characters"),
+    Entry(
+        "sig/blocked",
+        Scope.THREAD,
+        load_blocked,
+        False,
+        "blocked mask, 64 0/1 characters; write a mask, SIG names, +SIG or -SIG",
+        mode=0o644,
+        store=store_blocked,
+    ),
     Entry(
         "sig/pending",
         Scope.THREAD,

@@ -372,15 +372,18 @@ class SigFS(pyfuse3.Operations):
                 where = entry.path
             else:
                 where = f"task/{tid}/{entry.path}"
-            if entry.needs_ptrace and caller.tgid == pid:
+            if (entry.needs_ptrace or writing) and caller.tgid == pid:
                 # Stopping our own caller would hang it in D state inside
-                # FUSE, unkillable, with the whole mount stalled.
-                self.errors.add(pid, where, "a process cannot read its own ptrace-backed file")
+                # FUSE, unkillable, with the whole mount stalled.  Every
+                # write stops the process.
+                what = "write" if writing else "read"
+                self.errors.add(pid, where, f"a process cannot {what} its own ptrace-backed file")
                 raise pyfuse3.FUSEError(errno.EDEADLK)
             fctx = FileContext(
                 self.tracer, self.errors, pid, tid, where, st if tid == pid else None
             )
             if writing:
+                fctx.append = bool(flags & os.O_APPEND)
                 fh = next(self._fh)
                 self._writers[fh] = (node, fctx)
                 return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
@@ -431,7 +434,9 @@ class SigFS(pyfuse3.Operations):
                     # local stop can slip in while the tracer process holds a
                     # frozen process that the daemon does not know of yet.
                     async with self._locks.hold(fctx.pid):
-                        await self._remote_locked("store", node, fctx, data=bytes(buf))
+                        await self._remote_locked(
+                            "store", node, fctx, data=bytes(buf), append=fctx.append
+                        )
                         if node.entry.path == "ctl":
                             state = (await self._remote_locked("load", node, fctx)).strip()
                             if state == b"frozen":

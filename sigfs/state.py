@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 
 from sigfs import inject, procfs
 from sigfs import ptrace_raw as pt
@@ -52,6 +53,48 @@ def blocked_mask(tracer: Tracer, tgid: int, tid: int, status: procfs.Status | No
         return saved
     st = status if status is not None else procfs.read_status(tgid, tid)
     return procfs.hex_field(st, "SigBlk")
+
+
+# SIGKILL and SIGSTOP: the kernel never lets them be blocked.
+UNBLOCKABLE = (1 << (9 - 1)) | (1 << (19 - 1))
+
+
+async def set_blocked(
+    tracer: Tracer, tgid: int, tid: int, edit: Callable[[int], int]
+) -> tuple[int, int]:
+    """Give thread ``tid`` the blocked mask ``edit(current)``, reading the
+    current mask and setting the new one in the same ptrace stop (so no
+    change the thread makes itself in between is lost).  Returns (old, new).
+
+    PTRACE_SETSIGMASK also drops a mask the thread would have restored on
+    leaving sigsuspend, pselect or the like (TIF_RESTORE_SIGMASK): the mask
+    written is the one it keeps.  Raises EINVAL, changing nothing, for a
+    mask with SIGKILL or SIGSTOP (the kernel would silently drop them, and
+    the write would not be what it says), EBUSY while sigfs itself has the
+    thread's mask (an injected syscall in flight), and checks afterwards that
+    the kernel holds exactly the mask written."""
+
+    def swap(_att: object) -> tuple[int, int]:
+        if tid in tracer.masked:
+            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        old = pt.getsigmask(tid)
+        new = edit(old)
+        if new & UNBLOCKABLE:
+            raise OSError(errno.EINVAL, "SIGKILL and SIGSTOP cannot be blocked")
+        if new != old:
+            pt.setsigmask(tid, new)
+            now = pt.getsigmask(tid)
+            if now != new:
+                pt.setsigmask(tid, old)
+                raise OSError(errno.EIO, f"the kernel kept mask {now:#x}, not {new:#x}")
+        return old, new
+
+    try:
+        return await tracer.with_stopped(tgid, tid, swap)
+    except pt.TraceError as exc:
+        if exc.errno == errno.ESRCH:
+            raise ProcessLookupError(errno.ESRCH, f"thread {tid} exited") from None
+        raise
 
 
 async def read_pending(

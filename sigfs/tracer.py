@@ -353,7 +353,10 @@ class Tracer:
         """
         self._check_owner()
         held = self.attached.get(tid)
-        if held is not None:
+        if held is not None and self.locks.get(tgid) is None:
+            # Held by a freeze, and no one at work in the process (another
+            # task's stop or injection, with the thread maybe running
+            # between its steps, takes the lock): use the stop as it is.
             return fn(held)
         async with self.process_lock(tgid):
             held = self.attached.get(tid)

@@ -128,6 +128,7 @@ async def _run(tracer: Tracer, op: str, args: dict[str, Any], log: ErrorLog) -> 
         args["tid"],
         args["where"],
         procfs.Status(raw) if raw is not None else None,
+        append=bool(args.get("append", False)),
     )
     if op == "load":
         return await entry.load(ctx)

@@ -59,7 +59,9 @@ def test_lookup_and_getattr(spawn) -> None:  # type: ignore[no-untyped-def]
         assert stat.S_ISDIR(attr.st_mode)
         sig = await fs.lookup(attr.st_ino, b"sig", ME)
         blocked = await fs.lookup(sig.st_ino, b"blocked", ME)
-        assert stat.S_ISREG(blocked.st_mode) and blocked.st_mode & 0o777 == 0o444
+        assert stat.S_ISREG(blocked.st_mode) and blocked.st_mode & 0o777 == 0o644
+        pending = await fs.lookup(sig.st_ino, b"pending", ME)
+        assert pending.st_mode & 0o777 == 0o444
         ctl = await fs.lookup(attr.st_ino, b"ctl", ME)
         assert ctl.st_mode & 0o777 == 0o644
         assert (await fs.getattr(blocked.st_ino, ME)).st_ino == blocked.st_ino
@@ -77,12 +79,13 @@ def test_open_errors(spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("counter")
     fs = SigFS()
     blocked = inode_of(t.pid, "sig", "blocked")
-    assert errno_of(fs.open, blocked, os.O_WRONLY, ME) == errno.EACCES
+    assert errno_of(fs.open, inode_of(t.pid, "sig", "pending"), os.O_WRONLY, ME) == errno.EACCES
     assert errno_of(fs.open, inode_of(t.pid, "sig"), os.O_RDONLY, ME) == errno.EISDIR
     # The target reading its own ptrace-backed file: refused, never hung.
     assert errno_of(fs.open, inode_of(t.pid, "sig", "pending"), 0, Ctx(t.pid)) == errno.EDEADLK
-    # ... its /proc-backed files are fine.
+    # ... its /proc-backed files are fine to read, not to write (every write stops it).
     assert errno_of(fs.open, blocked, 0, Ctx(t.pid)) == 0
+    assert errno_of(fs.open, blocked, os.O_WRONLY, Ctx(t.pid)) == errno.EDEADLK
     # Another user, not allowed to trace root's process: as if it did not exist.
     assert errno_of(fs.open, blocked, 0, Ctx(0, uid=12345, gid=12345)) == errno.ENOENT
     assert errno_of(fs.read, 987654, 0, 10) == errno.EBADF
@@ -111,6 +114,81 @@ def test_ctl_write_in_process(spawn) -> None:  # type: ignore[no-untyped-def]
     assert t.status()["TracerPid"] == "0"
     t.send("check")
     assert "ok" in t.readline()
+
+
+def test_blocked_write_in_process(spawn) -> None:  # type: ignore[no-untyped-def]
+    """The daemon's tracer in this process (no tracer process): `>` and `>>`
+    are told apart by the open's O_APPEND."""
+    t = spawn("counter")
+    fs = SigFS()
+    blocked = inode_of(t.pid, "sig", "blocked")
+    usr1, usr2 = 1 << 9, 1 << 11
+
+    async def main() -> None:
+        fi = await fs.open(blocked, os.O_WRONLY | os.O_TRUNC, ME)
+        assert await fs.write(fi.fh, 0, b"SIGUSR1\n") == 8
+        await fs.release(fi.fh)
+        assert t.sigmask_fields()["SigBlk"] == usr1
+        fi = await fs.open(blocked, os.O_WRONLY | os.O_APPEND, ME)
+        assert await fs.write(fi.fh, 0, b"SIGUSR2\n") == 8
+        with pytest.raises(pyfuse3.FUSEError) as info:
+            await fs.write(fi.fh, 0, b"SIGKILL\n")
+        assert info.value.errno == errno.EINVAL
+        await fs.release(fi.fh)
+        assert t.sigmask_fields()["SigBlk"] == usr1 | usr2
+        fi = await fs.open(blocked, os.O_WRONLY | os.O_TRUNC, ME)
+        assert await fs.write(fi.fh, 0, b"SIGUSR2\n") == 8
+        await fs.release(fi.fh)
+        assert t.sigmask_fields()["SigBlk"] == usr2
+
+    trio.run(main)
+    assert t.status()["TracerPid"] == "0"
+
+
+def test_a_stop_never_lands_inside_another_tasks_injection(spawn, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Reads run concurrently in the daemon.  A `regs` read while an
+    `action` read is injecting into the same thread must wait for it: the
+    thread is then running between its ptrace steps, or holds sigfs's
+    registers.  Each wait for a stop is made to yield first, as a thread
+    slow to stop makes it, so the reads do interleave."""
+    from sigfs.tracer import Tracer
+
+    wait = Tracer.wait
+
+    async def slow_wait(self, tid: int, timeout: float | None = None) -> int:  # type: ignore[no-untyped-def]
+        await trio.sleep(0.001)
+        return await wait(self, tid, timeout)
+
+    monkeypatch.setattr(Tracer, "wait", slow_wait)
+    t = spawn("handlers", "seccomp")  # one injected syscall per signal: many stops
+    fs = SigFS()
+    rip_alone = None
+
+    async def read(*path: str) -> bytes:
+        fi = await fs.open(inode_of(t.pid, *path), os.O_RDONLY, ME)
+        try:
+            return await fs.read(fi.fh, 0, 1 << 20)
+        finally:
+            await fs.release(fi.fh)
+
+    def rip(text: bytes) -> int:
+        for line in text.decode().splitlines():
+            if line.startswith("rip "):
+                return int(line.split()[1], 0)
+        raise AssertionError(text)
+
+    async def main() -> None:
+        nonlocal rip_alone
+        rip_alone = rip(await read("regs"))
+        for _ in range(3):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read, "sig", "action")
+                for _ in range(20):
+                    await trio.sleep(0.001)
+                    assert rip(await read("regs")) == rip_alone
+
+    trio.run(main)
+    assert t.status()["TracerPid"] == "0"
 
 
 @pytest.fixture(scope="module")
