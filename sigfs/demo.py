@@ -2,10 +2,11 @@
 
 The target (tests/targets/handlers.c) installs handlers with distinct flags
 and masks, sets an altstack, blocks SIGUSR2 and SIGRTMIN+5 and queues signals
-to itself.  The demo reads its files through the mount, freezes and thaws it
-through ``ctl``, checkpoints it with ``--leave-running`` and checks the image
-with ``sigfs verify`` (then checkpoints it with ``--pre-copy`` too), and
-cleans up.
+to itself.  The demo reads its files through the mount, changes its signal
+mask live through ``sig/blocked`` (unblocking SIGUSR2 delivers the two that
+were pending to its handler), freezes and thaws it through ``ctl``,
+checkpoints it with ``--leave-running`` and checks the image with ``sigfs
+verify`` (then checkpoints it with ``--pre-copy`` too), and cleans up.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def step(title: str) -> None:
 
 def show_cmd(cmd: str) -> None:
     print(f"$ {cmd}", flush=True)
-    subprocess.run(["sh", "-c", cmd], check=False)
+    subprocess.run(["bash", "-c", cmd], check=False)
 
 
 def main() -> int:
@@ -68,6 +69,16 @@ def main() -> int:
         if os.path.exists(f"{d}/regs"):
             step("registers (the thread sleeps in a syscall)")
             show_cmd(f"head -30 {d}/regs")
+        step("change it live: block SIGUSR1, then unblock SIGUSR2 (its two pending arrive)")
+        show_cmd(f"echo +SIGUSR1 > {d}/sig/blocked; cat {d}/sig/blocked")
+        show_cmd(
+            f"echo -SIGUSR2 > {d}/sig/blocked; grep -E 'SigPnd|ShdPnd|SigBlk' /proc/{pid}/status"
+        )
+        assert target.stdin is not None
+        target.stdin.write("counts\n")
+        target.stdin.flush()
+        print(f"the target says: {target.stdout.readline().strip()}", flush=True)
+        show_cmd(f"echo +SIGKILL > {d}/sig/blocked; tail -3 {d}/errors")
         step("freeze and thaw through ctl: no signal the process could see")
         show_cmd(f"echo freeze > {d}/ctl; cat {d}/ctl; grep State /proc/{pid}/status")
         show_cmd(f"echo thaw > {d}/ctl; cat {d}/ctl; grep State /proc/{pid}/status")

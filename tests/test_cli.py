@@ -221,3 +221,25 @@ def test_output_that_cannot_be_written(spawn, tmp_path) -> None:  # type: ignore
     # And a normal run prints all of it.
     res = subprocess.run([SIGFS, "show", str(t.pid)], capture_output=True, text=True, timeout=30)
     assert res.returncode == 0 and res.stdout.count("\n") > 10, res.stdout
+
+
+def test_make_demo_shows_a_live_change_and_a_checkpoint() -> None:
+    """`make demo` (sigfs.demo) end to end: it mounts, changes the target's
+    mask live (the unblocked SIGUSR2s reach their handler), checkpoints and
+    verifies, and cleans up."""
+    res = subprocess.run(
+        [sys.executable, "-m", "sigfs.demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert "Traceback" not in out, out
+    assert "the target says: counts h1=0 h2=2 h3=0" in out, out
+    assert "sig/blocked: write refused: SIGKILL and SIGSTOP cannot be blocked" in out
+    assert "image matches the live files" in out
+    assert "== unmounted" in out
+    with open("/proc/mounts") as f:
+        assert "sigfs-demo-" not in f.read()
