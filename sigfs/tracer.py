@@ -533,10 +533,40 @@ class Tracer:
     # -- clean-up ------------------------------------------------------------
 
     async def tend_stuck(self) -> None:
-        """Background task: detach threads that stopped after their request gave up."""
+        """Background task: detach threads that stopped after their request
+        gave up, and collect the exits of frozen threads (reap_frozen)."""
         while True:
             await aio.sleep(0.05)
             self.reap_stuck()
+            self.reap_frozen()
+
+    def reap_frozen(self) -> None:
+        """Frozen threads killed from outside (SIGKILL): their exit is
+        reported to us, their tracer, first, and until we collect it their
+        parent's wait() does not return.  Collected here, and a process with
+        no thread left is no longer frozen.  A process someone is working on
+        (its lock taken) is left to that work, whose own waits see the exit."""
+        for tgid, held in list(self.frozen.items()):
+            if self.locks.get(tgid) is not None:
+                continue
+            alive = []
+            for att in held:
+                try:
+                    status = self._poll(att.tid)
+                except TargetGone:
+                    status = 0  # already collected: gone
+                    self.attached.pop(att.tid, None)
+                    continue
+                if status is not None and _decode(status)[0] == "gone":
+                    self.attached.pop(att.tid, None)
+                    continue
+                # Still in its stop (a stop's status collected changes
+                # nothing: ptrace requests need the stop, not our wait).
+                alive.append(att)
+            if alive:
+                held[:] = alive
+            else:
+                del self.frozen[tgid]
 
     def reap_stuck(self) -> None:
         for tid, att in list(self._stuck.items()):

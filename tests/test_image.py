@@ -242,6 +242,25 @@ def test_ctl_freeze_shows_one_moment(mnt, spawn) -> None:  # type: ignore[no-unt
         assert t.status(tid)["TracerPid"] == "0"
 
 
+def test_a_frozen_process_killed_from_outside_is_reaped_by_its_parent(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """Its exit goes to the tracer first: the tracer process collects it, so
+    the parent's wait() returns, and the process is no longer frozen."""
+    t = spawn("threads", "3")
+    with open(os.path.join(mnt.path, str(t.pid), "ctl"), "w") as f:
+        f.write("freeze\n")
+    assert t.state() == "t"
+    t.proc.kill()
+    assert t.proc.wait(timeout=5) == -9
+    # The mount goes on; a new freeze of another process works.
+    other = spawn("counter")
+    ctl = os.path.join(mnt.path, str(other.pid), "ctl")
+    with open(ctl, "w") as f:
+        f.write("freeze\n")
+    with open(ctl, "w") as f:
+        f.write("thaw\n")
+    assert other.status()["TracerPid"] == "0"
+
+
 @pytest.mark.parametrize("text", ["", "FREEZE", "freeze thaw", "x" * 100000, "\0\0", "thaw\n" * 3])
 def test_ctl_bad_input_changes_nothing(mnt, spawn, text) -> None:  # type: ignore[no-untyped-def]
     t = spawn("counter")
