@@ -269,7 +269,9 @@ async def _pre_copy(
         # The very mappings registered: one made since is caught at the
         # freeze (the maps differ), one made again in the place of a tracked
         # one too (its range is no longer tracked: written() refuses).
-        stream = PagesStream(pid, spans)
+        # process_vm_readv: this command's own credentials are checked at
+        # each call (an exec of a set-user-ID program ends its reads).
+        stream = PagesStream(pid, spans, follow_pid=True)
         with stream:
             stream.dump(sink, functools.partial(_pages_progress, progress, stream), layout)
         if mostly(*untracked(layout, tracker.ranges), layout):
@@ -331,7 +333,8 @@ async def _dump(
                     written = pre[0].written()
                 except TrackingUnavailable:
                     layout = None  # a tracked mapping went away: copy it all again
-            stream = PagesStream(pid, dumpable_vmas(procfs.read_maps(pid)))
+            # Frozen by this command (no exec can happen): process_vm_readv.
+            stream = PagesStream(pid, dumpable_vmas(procfs.read_maps(pid)), follow_pid=True)
             with stream:
                 copied = None
                 if pre is not None and layout is not None:

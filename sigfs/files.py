@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
-from sigfs import image, procfs, state
+from sigfs import access, image, procfs, state
 from sigfs.formats import action as action_fmt
 from sigfs.formats import altstack as altstack_fmt
 from sigfs.formats import fds as fds_fmt
@@ -92,9 +92,40 @@ class FileContext:
     tracked: tuple[tuple[int, int], ...] = ()
     # A writer opened the file with O_APPEND (``>>``): add, not replace.
     append: bool = False
+    # Who opened the file for writing, (uid, gid, has CAP_SYS_PTRACE, tgid)
+    # as they were at the open, and the process's start time then: a write
+    # is made only if they could still trace this same process (see
+    # check_opener).  None: not opened through the mount (no check).
+    opener: tuple[int, int, bool, int] | None = None
+    started: int = 0
 
     def log(self, message: str) -> None:
         self.errors.add(self.pid, self.path, message)
+
+    def check_opener(self) -> None:
+        """Refuse a write unless whoever opened the file could still ptrace
+        the process: it is the process of the open (not a later one with
+        its pid; for a thread's file, the thread is still its), and it has
+        not since become another user's, as an exec of a set-user-ID program
+        makes it.  Called with the process stopped, where it cannot exec:
+        so the check and the change see the same credentials."""
+        if self.opener is None:
+            return
+        try:
+            if procfs.start_time(self.pid) != self.started or (
+                self.tid != self.pid and procfs.tgid_of(self.tid) != self.pid
+            ):
+                raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has exited")
+            st = procfs.read_status(self.pid)
+        except (ValueError, IndexError, KeyError):
+            raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has exited") from None
+        uid, gid, privileged, tgid = self.opener
+        if not access.traceable(access.Caller(0, uid, gid, privileged, tgid), self.pid, st):
+            raise OSError(
+                errno.EPERM,
+                "the process is no longer the opener's to trace (its credentials changed "
+                "since the open: a set-user-ID program?)",
+            )
 
 
 async def load_blocked(ctx: FileContext) -> bytes:
@@ -130,7 +161,11 @@ async def store_blocked(ctx: FileContext, data: bytes) -> None:
     except FormatError as exc:
         raise OSError(errno.EINVAL, str(exc)) from None
     old, new = await state.set_blocked(
-        ctx.tracer, ctx.pid, ctx.tid, lambda current: sigset.parse_mask_edit(text, current, replace)
+        ctx.tracer,
+        ctx.pid,
+        ctx.tid,
+        lambda current: sigset.parse_mask_edit(text, current, replace),
+        ctx.check_opener,
     )
     ctx.log(f"changed: {_describe_change(old, new)}" if old != new else "unchanged")
 
@@ -242,7 +277,14 @@ async def store_ctl(ctx: FileContext, data: bytes) -> None:
         shown = data[:32].decode("utf-8", "replace").strip()
         raise OSError(errno.EINVAL, f"ctl: expected 'freeze' or 'thaw', got {shown!r}")
     if words[0] == "freeze":
+        was_frozen = ctx.tracer.is_frozen(ctx.pid)
         tids = await ctx.tracer.freeze(ctx.pid)
+        try:
+            ctx.check_opener()  # every thread stopped: none can exec now
+        except BaseException:
+            if not was_frozen:
+                await ctx.tracer.thaw(ctx.pid)
+            raise
         ctx.log(f"frozen ({len(tids)} threads)")
     else:
         n = await ctx.tracer.thaw(ctx.pid)

@@ -109,6 +109,19 @@ class SigFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return st
 
+    def _still_traceable(self, caller: access.Caller, pid: int) -> bool:
+        """Checked again once a file is read: had the process exec'd a
+        set-user-ID program between the first check and the reading, what
+        was read would be the new program's.  The kernel finishes such an
+        exec, credentials included, before a ptrace stop or a /proc/PID/mem
+        open can get at the new image, so a check after the reading sees
+        them (a file read from the status of the first check needs none)."""
+        try:
+            st = procfs.read_status(pid)
+        except ProcessLookupError:
+            return False
+        return access.traceable(caller, pid, st)
+
     async def _root_file(self, inode: int) -> bytes:
         if inode == VERSION_INODE:
             return f"sigfs {__version__} format {FORMAT_VERSION}\n".encode()
@@ -384,6 +397,13 @@ class SigFS(pyfuse3.Operations):
             )
             if writing:
                 fctx.append = bool(flags & os.O_APPEND)
+                # Each write checks again that the opener, as it was now,
+                # could trace this same process (FileContext.check_opener).
+                fctx.opener = (caller.uid, caller.gid, caller.privileged, caller.tgid)
+                try:
+                    fctx.started = procfs.start_time(pid)
+                except (ProcessLookupError, ValueError, IndexError):
+                    raise pyfuse3.FUSEError(errno.ENOENT) from None
                 fh = next(self._fh)
                 self._writers[fh] = (node, fctx)
                 return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
@@ -392,6 +412,9 @@ class SigFS(pyfuse3.Operations):
                     reader = await entry.open_stream(fctx)
                 except ProcessLookupError:
                     raise pyfuse3.FUSEError(errno.ENOENT) from None
+                if not self._still_traceable(caller, pid):
+                    reader.close()
+                    raise pyfuse3.FUSEError(errno.ENOENT)
                 fh = next(self._fh)
                 self._streams[fh] = reader
                 return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
@@ -402,6 +425,8 @@ class SigFS(pyfuse3.Operations):
             except OSError as exc:
                 fctx.log(exc.strerror or str(exc))
                 raise
+            if entry.needs_ptrace and not self._still_traceable(caller, pid):
+                raise pyfuse3.FUSEError(errno.ENOENT)
             fh = next(self._fh)
             self._open[fh] = data
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
@@ -435,7 +460,13 @@ class SigFS(pyfuse3.Operations):
                     # frozen process that the daemon does not know of yet.
                     async with self._locks.hold(fctx.pid):
                         await self._remote_locked(
-                            "store", node, fctx, data=bytes(buf), append=fctx.append
+                            "store",
+                            node,
+                            fctx,
+                            data=bytes(buf),
+                            append=fctx.append,
+                            opener=fctx.opener,
+                            started=fctx.started,
                         )
                         if node.entry.path == "ctl":
                             state = (await self._remote_locked("load", node, fctx)).strip()

@@ -202,9 +202,18 @@ def mostly(pages: int, records: int, layout: Layout) -> bool:
 class PagesStream:
     """One pass over a process's memory, as the bytes of the ``pages`` file."""
 
-    def __init__(self, tgid: int, vmas: list[Span]) -> None:
+    def __init__(self, tgid: int, vmas: list[Span], follow_pid: bool = False) -> None:
+        """``follow_pid``: read with process_vm_readv, which goes wherever
+        the pid is at each call -- to a new image after an exec.  Only for
+        a caller whose own credentials the kernel checks at each call, or a
+        process held stopped throughout (``sigfs checkpoint``).  Otherwise
+        (the mount, where the daemon reads for someone else) every read goes
+        through ``/proc/PID/mem`` opened here, which stays with the image
+        the process had then: after an exec, of a set-user-ID program say,
+        the stream reads nothing of the new one."""
         self.tgid = tgid
         self.vmas = vmas
+        self.follow_pid = follow_pid
         self.total_pages = 0
         self.total_records = 0
         self.bytes_planned = sum(v.end - v.start for v in vmas)
@@ -329,16 +338,27 @@ class PagesStream:
             # A window's size (runs never span windows) unless asked for more.
             self._run_buf = bytearray(max(n, WINDOW_PAGES * PAGE))
             self._run_addr = ctypes.addressof(ctypes.c_char.from_buffer(self._run_buf))
-        # process_vm_readv first (about twice /proc/PID/mem's speed here).
-        local = Iovec(self._run_addr, n)
-        remote = Iovec(addr, n)
-        got = libc.process_vm_readv(self.tgid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        view = memoryview(self._run_buf)[:n]
+        if self.follow_pid:
+            # process_vm_readv (about twice /proc/PID/mem's speed here).
+            local = Iovec(self._run_addr, n)
+            remote = Iovec(addr, n)
+            got = libc.process_vm_readv(
+                self.tgid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0
+            )
+        else:
+            try:
+                got = os.preadv(self._mem, [view], addr)
+            except OSError:
+                got = -1
         if got == n:
-            return memoryview(self._run_buf)[:n]
-        try:
-            data = os.pread(self._mem, count * PAGE, addr)
-        except OSError:
-            data = b""
+            return view
+        data = b""
+        if self.follow_pid:
+            try:
+                data = os.pread(self._mem, count * PAGE, addr)
+            except OSError:
+                pass
         if len(data) == count * PAGE:
             return data
         # Partly unreadable (e.g. a file mapping past EOF): page by page,

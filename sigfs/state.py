@@ -60,7 +60,11 @@ UNBLOCKABLE = (1 << (9 - 1)) | (1 << (19 - 1))
 
 
 async def set_blocked(
-    tracer: Tracer, tgid: int, tid: int, edit: Callable[[int], int]
+    tracer: Tracer,
+    tgid: int,
+    tid: int,
+    edit: Callable[[int], int],
+    check: Callable[[], None] | None = None,
 ) -> tuple[int, int]:
     """Give thread ``tid`` the blocked mask ``edit(current)``, reading the
     current mask and setting the new one in the same ptrace stop (so no
@@ -72,9 +76,12 @@ async def set_blocked(
     mask with SIGKILL or SIGSTOP (the kernel would silently drop them, and
     the write would not be what it says), EBUSY while sigfs itself has the
     thread's mask (an injected syscall in flight), and checks afterwards that
-    the kernel holds exactly the mask written."""
+    the kernel holds exactly the mask written.  ``check`` runs first in the
+    stop (the writer's permission: the thread cannot exec meanwhile)."""
 
     def swap(_att: object) -> tuple[int, int]:
+        if check is not None:
+            check()
         if tid in tracer.masked:
             raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
         old = pt.getsigmask(tid)

@@ -129,6 +129,8 @@ async def _run(tracer: Tracer, op: str, args: dict[str, Any], log: ErrorLog) -> 
         args["where"],
         procfs.Status(raw) if raw is not None else None,
         append=bool(args.get("append", False)),
+        opener=args.get("opener"),
+        started=int(args.get("started", 0)),
     )
     if op == "load":
         return await entry.load(ctx)

@@ -1,0 +1,176 @@
+"""A process that execs a set-user-ID program becomes another user's: what
+was opened before must not reach the new program (the kernel binds
+/proc/PID/mem to the image of the open and checks ptrace rights at each
+call for the same reason).  The daemon acts as root for its callers, so it
+checks for them: each write again, with the process stopped; each read once
+more after reading; and the pages stream reads only the image it opened."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+from conftest import stop_process
+
+from sigfs.pages import PagesStream, dumpable_vmas
+from sigfs.procfs import read_maps
+
+pytestmark = pytest.mark.mount
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "targets"))
+from build import build  # noqa: E402
+
+
+@pytest.fixture
+def setuid_sleeper():  # type: ignore[no-untyped-def]
+    """A set-user-ID root copy of the sleeper target, where any user can run it."""
+    where = tempfile.mkdtemp(prefix="sigfs-suid-", dir="/tmp")
+    os.chmod(where, 0o755)
+    path = os.path.join(where, "sleeper")
+    shutil.copy(build("sleeper"), path)
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o4755)
+    yield path
+    shutil.rmtree(where)
+
+
+def test_writes_opened_before_a_setuid_exec_are_refused(unpriv_user, setuid_sleeper) -> None:  # type: ignore[no-untyped-def]
+    from mounting import start_mount, stop_mount
+
+    name, uid, gid = unpriv_user
+
+    def demote() -> None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    m = start_mount(options=("allow_other",))
+    # The user's own process: a shell that execs the set-user-ID program on a line.
+    target = subprocess.Popen(
+        ["bash", "-c", f"echo ready; read line; exec {setuid_sleeper} nanosleep 60000"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=demote,
+    )
+    writer = None
+    try:
+        assert target.stdout is not None and target.stdin is not None
+        assert target.stdout.readline().strip() == "ready"
+        pid = target.pid
+        d = f"{m.path}/{pid}"
+        # The user opens its blocked mask and ctl for writing, and writes once.
+        writer = subprocess.Popen(
+            [
+                "bash",
+                "-c",
+                f"exec 3>{d}/sig/blocked 4>{d}/ctl; echo +SIGUSR1 >&3; echo first=$?; "
+                "read line; echo +SIGUSR2 >&3; echo blocked=$?; echo freeze >&4; echo ctl=$?",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=demote,
+        )
+        assert writer.stdout is not None and writer.stdin is not None
+        assert writer.stdout.readline().strip() == "first=0"
+        with open(f"/proc/{pid}/status") as f:
+            assert "SigBlk:\t0000000000000200" in f.read()
+        # The process becomes root's.
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        assert target.stdout.readline().startswith("ready pid=")
+        with open(f"/proc/{pid}/status") as f:
+            status = f.read()
+        assert f"Uid:\t{uid}\t0\t0" in status, status
+        before = [line for line in status.splitlines() if line.startswith("SigBlk")]
+        out, err = writer.communicate("go\n", timeout=30)
+        assert "blocked=1" in out and "ctl=1" in out, (out, err)
+        assert err.count("Operation not permitted") == 2, err
+        with open(f"/proc/{pid}/status") as f:
+            status = f.read()
+        assert [line for line in status.splitlines() if line.startswith("SigBlk")] == before
+        assert "State:\tS" in status and "TracerPid:\t0" in status, status
+        # And it is no longer listed for the user.
+        listing = subprocess.run(
+            ["ls", m.path], capture_output=True, text=True, preexec_fn=demote, timeout=20
+        )
+        assert str(pid) not in listing.stdout.split()
+        with open(f"{d}/errors") as f:  # root sees the log
+            errors = f.read()
+        assert "no longer the opener's to trace" in errors, errors
+    finally:
+        if writer is not None and writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        stop_process(target)
+        stop_mount(m)
+    assert "Traceback" not in m.log()
+
+
+OLD_IMAGE = """
+import ctypes, mmap, os, sys
+ADDR, SIZE = 0x3A0000000000, 8 << 20
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+int_ = ctypes.c_int
+libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, int_, int_, int_, ctypes.c_long)
+got = libc.mmap(ADDR, SIZE, 3, 0x22 | 0x100000, -1, 0)  # MAP_FIXED_NOREPLACE
+assert got == ADDR, got
+ctypes.memset(ADDR, ord("O"), SIZE)
+print("ready", flush=True)
+sys.stdin.readline()
+new = sys.argv[1]
+os.execv(sys.executable, [sys.executable, "-c", new])
+"""
+
+NEW_IMAGE = """
+import ctypes, sys
+ADDR, SIZE = 0x3A0000000000, 8 << 20
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+int_ = ctypes.c_int
+libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, int_, int_, int_, ctypes.c_long)
+got = libc.mmap(ADDR, SIZE, 3, 0x22 | 0x100000, -1, 0)
+assert got == ADDR, got
+ctypes.memset(ADDR, ord("N"), SIZE)
+print("mapped", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_the_pages_stream_never_reads_the_image_after_an_exec() -> None:
+    """The stream is between a record's header and its data (the pagemap of
+    the old image said the pages were there) when the process execs a
+    program that maps the same addresses: the data read next must not be
+    the new program's."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OLD_IMAGE, NEW_IMAGE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "ready"
+        stream = PagesStream(proc.pid, dumpable_vmas(read_maps(proc.pid)))
+        with stream:
+            chunks = stream.chunks()
+            want = (0x3A0000000000).to_bytes(8, "little")  # a record's vaddr
+            for chunk in chunks:
+                if bytes(chunk[:8]) == want:
+                    break
+            else:
+                raise AssertionError("no record at the fixed address")
+            proc.stdin.write("exec\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "mapped"
+            rest = b"".join(bytes(c) for c in chunks)
+        assert b"NNNN" not in rest
+    finally:
+        stop_process(proc)
