@@ -74,6 +74,11 @@ class Caller:
         self._privileged = privileged
 
     @property
+    def known_privileged(self) -> bool:
+        """Already found to have CAP_SYS_PTRACE (no lookup)."""
+        return self._privileged is True
+
+    @property
     def privileged(self) -> bool:
         if self._privileged is None:
             caps = effective_caps(self.pid) if self.pid > 0 else None

@@ -7,6 +7,7 @@ more after reading; and the pages stream reads only the image it opened."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -174,3 +175,57 @@ def test_the_pages_stream_never_reads_the_image_after_an_exec() -> None:
         assert b"NNNN" not in rest
     finally:
         stop_process(proc)
+
+
+def test_a_read_racing_a_setuid_exec_is_refused(unpriv_user, setuid_sleeper, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The permission check passes, then the process execs a set-user-ID
+    program before its registers are read (forced here: the reader makes it
+    exec first): the open fails as for a process the caller may not see,
+    instead of handing out the new program's registers."""
+    import trio
+    from test_fs_ops import Ctx, errno_of, inode_of
+
+    from sigfs import image
+    from sigfs.fs import SigFS
+
+    name, uid, gid = unpriv_user
+
+    def demote() -> None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    target = subprocess.Popen(
+        ["bash", "-c", f"echo ready; read line; exec {setuid_sleeper} nanosleep 60000"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=demote,
+    )
+    try:
+        assert target.stdout is not None and target.stdin is not None
+        assert target.stdout.readline().strip() == "ready"
+        fs = SigFS()
+        user = Ctx(0, uid=uid, gid=gid)
+        regs = inode_of(target.pid, "regs")
+
+        async def read_once() -> bytes:
+            fi = await fs.open(regs, os.O_RDONLY, user)
+            try:
+                return await fs.read(fi.fh, 0, 65536)
+            finally:
+                await fs.release(fi.fh)
+
+        assert b"rip " in trio.run(read_once)  # the user's own process: fine
+        real = image.read_regs
+
+        async def exec_first(tracer, tgid, tid):  # type: ignore[no-untyped-def]
+            target.stdin.write("go\n")
+            target.stdin.flush()
+            assert target.stdout.readline().startswith("ready pid=")
+            return await real(tracer, tgid, tid)
+
+        monkeypatch.setattr(image, "read_regs", exec_first)
+        assert errno_of(fs.open, regs, os.O_RDONLY, user) == errno.ENOENT
+    finally:
+        stop_process(target)
