@@ -163,9 +163,28 @@ def _image_files(tids: list[int]) -> list[tuple[str, Node, int | None]]:
     return out
 
 
+# An image holds the process's memory, registers (keys live in vector
+# registers) and open files: its owner's only, as CRIU's images are.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def _private_dirs(path: str) -> None:
+    """mkdir -p with DIR_MODE at every level (os.makedirs gives its mode
+    to the last one only); the image's own directory exists already."""
+    if os.path.isdir(path):
+        return
+    _private_dirs(os.path.dirname(path))
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        pass
+
+
 def _write(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
+    _private_dirs(os.path.dirname(path))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+    with open(fd, "wb") as f:
         f.write(data)
 
 
@@ -512,10 +531,14 @@ def prepare(
     if os.path.lexists(tmp):
         raise CheckpointError(f"{tmp} exists (left by an interrupted checkpoint?); remove it first")
     capacity = buffer_capacity(pid, buffer_budget)
-    os.makedirs(tmp)
+    parent = os.path.dirname(os.path.abspath(tmp))
+    os.makedirs(parent, exist_ok=True)
+    os.mkdir(tmp, DIR_MODE)
     pages_fd = -1
     try:
-        pages_fd = os.open(os.path.join(tmp, "pages"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        pages_fd = os.open(
+            os.path.join(tmp, "pages"), os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE
+        )
         sink = BufferSink(pages_fd, capacity, checksum, background=True)
     except BaseException:
         if pages_fd >= 0:

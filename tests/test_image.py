@@ -418,6 +418,27 @@ def stop_on_one_cpu(t) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.01)
 
 
+def test_checkpoint_image_is_its_owners_only(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Memory, registers (keys live in vector registers), open files: every
+    directory 0700 and every file 0600, whatever the umask, and an empty
+    directory given as DIR takes the image's mode too."""
+    t = spawn("threads", "2")
+    dest = tmp_path / "img"
+    dest.mkdir(mode=0o755)
+    old = os.umask(0)
+    try:
+        assert checkpoint(t.pid, str(dest), "--leave-running", "-q").returncode == 0
+    finally:
+        os.umask(old)
+    seen = 0
+    for root, _dirs, files in os.walk(dest):
+        assert os.stat(root).st_mode & 0o777 == 0o700, root
+        for name in files:
+            assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o600, (root, name)
+            seen += 1
+    assert seen > 20  # the task/<tid>/ files included
+
+
 def test_checkpoint_twice_of_an_unchanged_process_is_identical(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Unchanged means not run in between: a thread that runs may move to
     another CPU, and the kernel then rewrites its rseq area's cpu_id.  So the
