@@ -186,8 +186,8 @@ def _quick_args(argv: list[str]) -> _Args | None:
     for name in _INTS:
         number = values.get(name)
         if isinstance(number, str):
-            if not (number.isascii() and number.isdigit()):
-                return None
+            if not (number.isascii() and number.isdigit()) or len(number) > 18:
+                return None  # (int() refuses over 4300 digits; argparse says so)
             values[name] = int(number)
     for name, choices in _CHOICES.items():
         if name in values and values[name] not in choices:

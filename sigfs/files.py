@@ -121,6 +121,8 @@ class FileContext:
             raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has exited") from None
         uid, gid, privileged, tgid = self.opener
         if not access.traceable(access.Caller(0, uid, gid, privileged, tgid), self.pid, st):
+            if (st.get("State") or "").startswith(("Z", "X")):
+                raise ProcessLookupError(errno.ESRCH, f"process {self.pid} is exiting")
             raise OSError(
                 errno.EPERM,
                 "the process is no longer the opener's to trace (its credentials changed "
@@ -160,12 +162,17 @@ async def store_blocked(ctx: FileContext, data: bytes) -> None:
         sigset.parse_mask_edit(text, 0, replace)
     except FormatError as exc:
         raise OSError(errno.EINVAL, str(exc)) from None
+    # Whether the result depends on the mask the thread has now.
+    relative = sigset.parse_mask_edit(text, 0, replace) != sigset.parse_mask_edit(
+        text, sigset.FULL & ~state.UNBLOCKABLE, replace
+    )
     old, new = await state.set_blocked(
         ctx.tracer,
         ctx.pid,
         ctx.tid,
         lambda current: sigset.parse_mask_edit(text, current, replace),
         ctx.check_opener,
+        relative,
     )
     ctx.log(f"changed: {_describe_change(old, new)}" if old != new else "unchanged")
 
@@ -287,6 +294,11 @@ async def store_ctl(ctx: FileContext, data: bytes) -> None:
             raise
         ctx.log(f"frozen ({len(tids)} threads)")
     else:
+        if ctx.tracer.is_frozen(ctx.pid):
+            # Held, so no exec can change hands under the check: a writer
+            # whose process this no longer is (a set-user-ID exec before
+            # someone else froze it, a reused pid) does not let it run.
+            ctx.check_opener()
         n = await ctx.tracer.thaw(ctx.pid)
         ctx.log(f"thawed ({n} threads)" if n else "thaw: was not frozen")
 

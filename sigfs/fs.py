@@ -29,6 +29,10 @@ log = logging.getLogger("sigfs")
 
 TIMEOUT = 1.0  # entry/attr cache: the NOTES measured 0 s at 3x the cost
 STREAM_BLKSIZE = 1 << 20  # st_blksize of the files: the largest FUSE read request
+# Files not read from the process (sigfs's own log and freeze state): no
+# permission check after reading them.  The leader's sig/blocked, made from
+# the status the check itself read, needs none either.
+_FROM_CHECK = frozenset({"errors", "ctl"})
 FORMAT_VERSION = 2  # docs/FORMAT.md; MANIFEST's format_version
 
 # Root-level files (fixed inodes below any computed one).
@@ -416,9 +420,12 @@ class SigFS(pyfuse3.Operations):
                     reader = await entry.open_stream(fctx)
                 except ProcessLookupError:
                     raise pyfuse3.FUSEError(errno.ENOENT) from None
-                if not self._still_traceable(caller, pid):
+                try:
+                    if not self._still_traceable(caller, pid):
+                        raise pyfuse3.FUSEError(errno.ENOENT)
+                except BaseException:
                     reader.close()
-                    raise pyfuse3.FUSEError(errno.ENOENT)
+                    raise
                 fh = next(self._fh)
                 self._streams[fh] = reader
                 return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
@@ -429,7 +436,8 @@ class SigFS(pyfuse3.Operations):
             except OSError as exc:
                 fctx.log(exc.strerror or str(exc))
                 raise
-            if entry.needs_ptrace and not self._still_traceable(caller, pid):
+            from_check = entry.path in _FROM_CHECK or (entry.path == "sig/blocked" and tid == pid)
+            if not from_check and not self._still_traceable(caller, pid):
                 raise pyfuse3.FUSEError(errno.ENOENT)
             fh = next(self._fh)
             self._open[fh] = data

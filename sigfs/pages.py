@@ -227,14 +227,20 @@ class PagesStream:
         self._ahead = b""
         self._ahead_first = 0
         self._zero_pfn = zero_pfn()
+        self._mem = self._pagemap = -1
         try:
             self._mem = os.open(f"/proc/{tgid}/mem", os.O_RDONLY | os.O_CLOEXEC)
             self._pagemap = os.open(f"/proc/{tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise ProcessLookupError(errno.ESRCH, f"no such process: {tgid}") from None
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, FileNotFoundError):
+                raise ProcessLookupError(errno.ESRCH, f"no such process: {tgid}") from None
+            raise
 
     def close(self) -> None:
         for fd in (self._mem, self._pagemap):
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
@@ -415,7 +421,10 @@ class PagesStream:
         layout: Layout | None = None,
     ) -> None:
         """The whole stream into ``sink``, memory copied process to buffer;
-        with ``layout``, where every record went is noted there."""
+        with ``layout``, where every record went is noted there.  The sink
+        reads with process_vm_readv: only for a ``follow_pid`` stream."""
+        if not self.follow_pid:
+            raise ValueError("dump() reads by pid: make the stream with follow_pid=True")
         sink.put(pages_fmt.header())
         for key in self._windows(WINDOW_PAGES):
             runs, check_zero = self._classify(*key)
@@ -460,6 +469,8 @@ class PagesStream:
         page, or a written page where zero pages are found by their
         contents), or more than half of its pages or records would be copied
         again (a new stream copies them faster than patching does)."""
+        if not self.follow_pid:
+            raise ValueError("patch() reads by pid: make the stream with follow_pid=True")
         self.refused = "layout"
         windows = list(self._windows(WINDOW_PAGES))
         if len(windows) != len(layout.windows):

@@ -57,6 +57,19 @@ def blocked_mask(tracer: Tracer, tgid: int, tid: int, status: procfs.Status | No
 
 # SIGKILL and SIGSTOP: the kernel never lets them be blocked.
 UNBLOCKABLE = (1 << (9 - 1)) | (1 << (19 - 1))
+# Syscalls that sleep with a temporary mask and give the thread its own back
+# on return (TIF_RESTORE_SIGMASK): while a thread sleeps in one, its own mask
+# is in the kernel's saved_sigmask, which nothing shows.
+TEMP_MASK_SYSCALLS = {
+    130: "rt_sigsuspend",
+    270: "pselect6",
+    271: "ppoll",
+    281: "epoll_pwait",
+    333: "io_pgetevents",
+    441: "epoll_pwait2",
+}
+ERESTARTNOHAND = -514
+EINTR = -errno.EINTR
 
 
 async def set_blocked(
@@ -65,6 +78,7 @@ async def set_blocked(
     tid: int,
     edit: Callable[[int], int],
     check: Callable[[], None] | None = None,
+    relative: bool = True,
 ) -> tuple[int, int]:
     """Give thread ``tid`` the blocked mask ``edit(current)``, reading the
     current mask and setting the new one in the same ptrace stop (so no
@@ -77,7 +91,12 @@ async def set_blocked(
     the write would not be what it says), EBUSY while sigfs itself has the
     thread's mask (an injected syscall in flight), and checks afterwards that
     the kernel holds exactly the mask written.  ``check`` runs first in the
-    stop (the writer's permission: the thread cannot exec meanwhile)."""
+    stop (the writer's permission: the thread cannot exec meanwhile).
+
+    ``relative``: the new mask depends on the current one (``+SIG``,
+    ``>>``).  Refused with EBUSY for a thread asleep in sigsuspend, ppoll
+    and the like (TEMP_MASK_SYSCALLS): the mask one can read then is the
+    call's temporary one, and its own is out of sight until it returns."""
 
     def swap(_att: object) -> tuple[int, int]:
         if check is not None:
@@ -85,6 +104,16 @@ async def set_blocked(
         if tid in tracer.masked:
             raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
         old = pt.getsigmask(tid)
+        if relative:
+            regs = pt.getregs(tid)
+            name = TEMP_MASK_SYSCALLS.get(pt.regs_signed(regs.orig_rax))
+            if name is not None and pt.regs_signed(regs.rax) in (ERESTARTNOHAND, EINTR):
+                raise OSError(
+                    errno.EBUSY,
+                    f"thread {tid} sleeps in {name}() with a temporary mask, and its own "
+                    "cannot be read until it returns: write the whole mask (a bitmap, or "
+                    "signal names with >)",
+                )
         new = edit(old)
         if new & UNBLOCKABLE:
             raise OSError(errno.EINVAL, "SIGKILL and SIGSTOP cannot be blocked")

@@ -47,6 +47,7 @@ LEFT = [
     ["checkpoint", "123", "img", "--buffer-mib", "\u0663"],  # a digit, not ASCII
     ["checkpoint", "123", "img", "--checksum", "md5"],
     ["checkpoint", "x", "img"],
+    ["checkpoint", "1" * 5000, "img"],  # int() refuses over 4300 digits
     ["checkpoint", "-5", "img"],
     ["checkpoint", "123", "--", "-img"],
     ["checkpoint", "123", "-"],

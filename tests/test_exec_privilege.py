@@ -70,7 +70,8 @@ def test_writes_opened_before_a_setuid_exec_are_refused(unpriv_user, setuid_slee
                 "bash",
                 "-c",
                 f"exec 3>{d}/sig/blocked 4>{d}/ctl; echo +SIGUSR1 >&3; echo first=$?; "
-                "read line; echo +SIGUSR2 >&3; echo blocked=$?; echo freeze >&4; echo ctl=$?",
+                "read line; echo +SIGUSR2 >&3; echo blocked=$?; echo freeze >&4; echo ctl=$?; "
+                "read line; echo thaw >&4; echo thaw=$?",
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -90,9 +91,20 @@ def test_writes_opened_before_a_setuid_exec_are_refused(unpriv_user, setuid_slee
             status = f.read()
         assert f"Uid:\t{uid}\t0\t0" in status, status
         before = [line for line in status.splitlines() if line.startswith("SigBlk")]
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        assert writer.stdout.readline().strip() == "blocked=1"
+        assert writer.stdout.readline().strip() == "ctl=1"
+        # Frozen by root now: the user's old descriptor cannot thaw it either.
+        with open(f"{d}/ctl", "w") as f:
+            f.write("freeze\n")
         out, err = writer.communicate("go\n", timeout=30)
-        assert "blocked=1" in out and "ctl=1" in out, (out, err)
-        assert err.count("Operation not permitted") == 2, err
+        assert out.strip() == "thaw=1", (out, err)
+        assert err.count("Operation not permitted") == 3, err
+        with open(f"/proc/{pid}/status") as f:
+            assert "State:\tt" in f.read()
+        with open(f"{d}/ctl", "w") as f:
+            f.write("thaw\n")
         with open(f"/proc/{pid}/status") as f:
             status = f.read()
         assert [line for line in status.splitlines() if line.startswith("SigBlk")] == before
@@ -177,11 +189,15 @@ def test_the_pages_stream_never_reads_the_image_after_an_exec() -> None:
         stop_process(proc)
 
 
-def test_a_read_racing_a_setuid_exec_is_refused(unpriv_user, setuid_sleeper, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("what", ["regs", "fds"])
+def test_a_read_racing_a_setuid_exec_is_refused(
+    unpriv_user, setuid_sleeper, monkeypatch, what
+) -> None:  # type: ignore[no-untyped-def]
     """The permission check passes, then the process execs a set-user-ID
     program before its registers are read (forced here: the reader makes it
     exec first): the open fails as for a process the caller may not see,
-    instead of handing out the new program's registers."""
+    instead of handing out the new program's registers or open files
+    (`fds`, read from /proc/PID/fd without a stop, is checked the same way)."""
     import trio
     from test_fs_ops import Ctx, errno_of, inode_of
 
@@ -207,7 +223,7 @@ def test_a_read_racing_a_setuid_exec_is_refused(unpriv_user, setuid_sleeper, mon
         assert target.stdout.readline().strip() == "ready"
         fs = SigFS()
         user = Ctx(0, uid=uid, gid=gid)
-        regs = inode_of(target.pid, "regs")
+        regs = inode_of(target.pid, what)
 
         async def read_once() -> bytes:
             fi = await fs.open(regs, os.O_RDONLY, user)
@@ -216,16 +232,29 @@ def test_a_read_racing_a_setuid_exec_is_refused(unpriv_user, setuid_sleeper, mon
             finally:
                 await fs.release(fi.fh)
 
-        assert b"rip " in trio.run(read_once)  # the user's own process: fine
-        real = image.read_regs
+        assert trio.run(read_once)  # the user's own process: fine
 
-        async def exec_first(tracer, tgid, tid):  # type: ignore[no-untyped-def]
+        def do_exec() -> None:
             target.stdin.write("go\n")
             target.stdin.flush()
             assert target.stdout.readline().startswith("ready pid=")
-            return await real(tracer, tgid, tid)
 
-        monkeypatch.setattr(image, "read_regs", exec_first)
+        if what == "regs":
+            real_regs = image.read_regs
+
+            async def regs_after_exec(tracer, tgid, tid):  # type: ignore[no-untyped-def]
+                do_exec()
+                return await real_regs(tracer, tgid, tid)
+
+            monkeypatch.setattr(image, "read_regs", regs_after_exec)
+        else:
+            real_fds = image.read_fds_raw
+
+            def fds_after_exec(pid):  # type: ignore[no-untyped-def]
+                do_exec()
+                return real_fds(pid)
+
+            monkeypatch.setattr(image, "read_fds_raw", fds_after_exec)
         assert errno_of(fs.open, regs, os.O_RDONLY, user) == errno.ENOENT
     finally:
         stop_process(target)

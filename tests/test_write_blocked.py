@@ -178,6 +178,73 @@ def test_bad_input_is_refused_and_changes_nothing(mnt, spawn, data, message) -> 
     assert int(t.status()["TracerPid"]) == 0
 
 
+SIGSUSPENDER = """
+import ctypes, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+signal.signal(signal.SIGHUP, lambda *args: None)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+empty = ctypes.create_string_buffer(128)
+print("ready", flush=True)
+libc.sigsuspend(empty)  # sleeps with nothing blocked; its own mask is {SIGUSR1}
+mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+print("mask", *sorted(int(s) for s in mask), flush=True)
+sys.stdin.readline()
+"""
+
+
+def wait_in_syscall(pid: int, nr: int) -> None:
+    deadline = time.monotonic() + 5
+    while True:
+        with open(f"/proc/{pid}/syscall") as f:
+            if f.read().split()[0] == str(nr):
+                return
+        assert time.monotonic() < deadline, f"{pid} never entered syscall {nr}"
+        time.sleep(0.01)
+
+
+def test_relative_edits_of_a_thread_in_sigsuspend_are_refused(mnt) -> None:  # type: ignore[no-untyped-def]
+    """In sigsuspend the mask one can read is the call's temporary one (here
+    empty); the thread's own ({SIGUSR1}) is out of sight.  `+SIG` would be
+    computed from the wrong mask and silently unblock SIGUSR1: refused.  A
+    whole mask can still be written, and it is the one the thread has when
+    sigsuspend returns."""
+    from conftest import start_python, stop_process
+
+    proc, _ = start_python(SIGSUSPENDER)
+    try:
+        assert proc.stdout is not None
+        path = f"{mnt.path}/{proc.pid}/sig/blocked"
+        wait_in_syscall(proc.pid, 130)  # rt_sigsuspend
+        for data, append in ((b"+SIGUSR2\n", False), (b"SIGUSR2\n", True)):
+            with pytest.raises(OSError) as info:
+                write(path, data, append)
+            assert info.value.errno == errno.EBUSY
+        assert "sleeps in rt_sigsuspend() with a temporary mask" in mnt.read(f"{proc.pid}/errors")
+        write(path, b"SIGUSR2 SIGTERM\n")  # a whole mask
+        os.kill(proc.pid, signal.SIGHUP)  # sigsuspend returns; the process tells its mask
+        assert proc.stdout.readline().split() == ["mask", "12", "15"]
+    finally:
+        stop_process(proc)
+
+
+def test_refused_relative_edits_leave_the_own_mask(mnt) -> None:  # type: ignore[no-untyped-def]
+    """The refused edits above changed nothing: the mask after sigsuspend is
+    the thread's own, {SIGUSR1}."""
+    from conftest import start_python, stop_process
+
+    proc, _ = start_python(SIGSUSPENDER)
+    try:
+        assert proc.stdout is not None
+        path = f"{mnt.path}/{proc.pid}/sig/blocked"
+        wait_in_syscall(proc.pid, 130)  # rt_sigsuspend
+        with pytest.raises(OSError):
+            write(path, b"+SIGUSR2\n")
+        os.kill(proc.pid, signal.SIGHUP)
+        assert proc.stdout.readline().split() == ["mask", "10"]
+    finally:
+        stop_process(proc)
+
+
 def test_a_process_writing_its_own_mask_is_refused_not_hung(mnt) -> None:  # type: ignore[no-untyped-def]
     res = subprocess.run(
         ["bash", "-c", f"echo +SIGUSR1 > {mnt.path}/$$/sig/blocked"],
