@@ -61,6 +61,33 @@ class Span:
         return f"Span({self.start:#x}-{self.end:#x} {self.perms} {self.inode} {self.path!r})"
 
 
+# PAGEMAP_SCAN (Linux 6.7+): _IOWR('f', 16, struct pm_scan_arg), whose
+# fields follow; categories as in include/uapi/linux/fs.h.
+PAGEMAP_SCAN = 0xC0606610
+PAGE_IS_PFNZERO = 1 << 5
+SCAN_VEC_LEN = 512  # regions per call
+
+
+class ScanArg(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "size",
+            "flags",
+            "start",
+            "end",
+            "walk_end",
+            "vec",
+            "vec_len",
+            "max_pages",
+            "category_inverted",
+            "category_mask",
+            "category_anyof_mask",
+            "return_mask",
+        )
+    ]
+
+
 def dumpable_vmas(maps_text: str) -> list[Span]:
     """The mappings whose pages the stream looks at, from the kernel's
     ``/proc/PID/maps`` text: a plain split, not the validating parser of
@@ -227,6 +254,10 @@ class PagesStream:
         self._ahead = b""
         self._ahead_first = 0
         self._zero_pfn = zero_pfn()
+        # Without page frames: PAGEMAP_SCAN's PAGE_IS_PFNZERO finds the same
+        # pages (Linux 6.7+, any user), until it is found missing.
+        self._zero_scan = not self._zero_pfn
+        self._scan_vec: ctypes.Array[ctypes.c_uint64] | None = None
         self._mem = self._pagemap = -1
         try:
             self._mem = os.open(f"/proc/{tgid}/mem", os.O_RDONLY | os.O_CLOEXEC)
@@ -300,6 +331,15 @@ class PagesStream:
             # Nothing to keep (an untouched thread stack, say): no searching.
             return [], drop_zero and not self._zero_pfn
         zp = self._zero_pfn
+        if drop_zero and not zp and self._zero_scan and 0 in classes:
+            zeros = self._zero_pages(start, npages)
+            if zeros:
+                marks = bytearray(classes)
+                for lo, hi in zeros:
+                    for i in range(lo, hi):
+                        if marks[i] == 0:
+                            marks[i] = 2
+                classes = bytes(marks)
         if drop_zero and zp and 0 in classes:
             pattern = struct.pack("<Q", zp)[:7]
             at = raw.find(pattern)
@@ -315,6 +355,44 @@ class PagesStream:
             (m.start(), m.end() - m.start(), classes[m.start()]) for m in _RUNS.finditer(classes)
         ]
         return runs, drop_zero and not zp
+
+    def _zero_pages(self, start: int, npages: int) -> list[tuple[int, int]]:
+        """(first, end) page indexes in the window that map the kernel's zero
+        page, by PAGEMAP_SCAN; on a kernel without it, [] and the contents
+        are compared from then on (``_zero_scan`` off)."""
+        if self._scan_vec is None:
+            self._scan_vec = (ctypes.c_uint64 * (3 * SCAN_VEC_LEN))()
+        vec = self._scan_vec
+        out: list[tuple[int, int]] = []
+        addr, end = start, start + npages * PAGE
+        while addr < end:
+            arg = ScanArg(
+                ctypes.sizeof(ScanArg),
+                0,
+                addr,
+                end,
+                0,
+                ctypes.addressof(vec),
+                SCAN_VEC_LEN,
+                0,
+                0,
+                PAGE_IS_PFNZERO,
+                0,
+                PAGE_IS_PFNZERO,
+            )
+            n = libc.ioctl(self._pagemap, ctypes.c_ulong(PAGEMAP_SCAN), ctypes.byref(arg))
+            if n < 0:
+                err = ctypes.get_errno()
+                if err in (errno.ENOTTY, errno.EINVAL):
+                    self._zero_scan = False
+                    return []
+                raise OSError(err, f"PAGEMAP_SCAN of process {self.tgid}: {os.strerror(err)}")
+            for i in range(n):
+                out.append(((vec[3 * i] - start) // PAGE, (vec[3 * i + 1] - start) // PAGE))
+            if n < SCAN_VEC_LEN or arg.walk_end <= addr:
+                break
+            addr = arg.walk_end
+        return out
 
     def _entries(self, start: int, npages: int) -> bytes:
         """The pagemap entries of ``npages`` pages at ``start``.  A window
@@ -386,7 +464,10 @@ class PagesStream:
         read yet" (the caller copies it)."""
         for first, count, flags in runs:
             addr = start + first * PAGE
-            if not check_zero:
+            # Present pages were searched by PAGEMAP_SCAN (_zero_pages); a
+            # "swapped" one may be a marker (a guard page), which reads as
+            # zeros: without page frames only its contents tell.
+            if not check_zero or (flags == 0 and self._zero_scan):
                 yield addr, count, flags, None
                 continue
             # Bytes, not the read buffer's view: a memoryview compares

@@ -41,6 +41,8 @@ import os
 import struct
 
 from sigfs import procfs
+from sigfs.pages import PAGEMAP_SCAN
+from sigfs.pages import ScanArg as _ScanArg
 
 TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
 if TYPE_CHECKING:
@@ -58,8 +60,7 @@ UFFDIO_REGISTER_MODE_WP = 2
 UFFDIO_API = 0xC018AA3F
 UFFDIO_REGISTER = 0xC020AA00
 UFFDIO_UNREGISTER = 0x8010AA01
-# _IOWR('f', 16, struct pm_scan_arg) and its flags and categories
-PAGEMAP_SCAN = 0xC0606610
+# PAGEMAP_SCAN's flags and categories (its request and argument: sigfs.pages)
 PM_SCAN_WP_MATCHING = 1
 PM_SCAN_CHECK_WPASYNC = 2
 PAGE_IS_WRITTEN = 1 << 1
@@ -79,26 +80,6 @@ _libc.ioctl.restype = ctypes.c_int
 
 class TrackingUnavailable(Exception):
     """Writes to this process cannot be tracked; the reason is the message."""
-
-
-class _ScanArg(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_uint64)
-        for name in (
-            "size",
-            "flags",
-            "start",
-            "end",
-            "walk_end",
-            "vec",
-            "vec_len",
-            "max_pages",
-            "category_inverted",
-            "category_mask",
-            "category_anyof_mask",
-            "return_mask",
-        )
-    ]
 
 
 class WriteTracker:

@@ -1097,3 +1097,42 @@ def test_pages_leave_out_exactly_the_zero_page(mnt, tmp_path) -> None:  # type: 
                 assert mixed + i * 4096 not in pages, i
     finally:
         stop_process(proc)
+
+
+def test_without_page_frames_the_same_zero_pages_are_left_out(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Other users see no page frame numbers in the pagemap.  PAGEMAP_SCAN's
+    PAGE_IS_PFNZERO, open to any user (Linux 6.7+), finds the same pages, so
+    their stream is root's byte for byte: pages written with zeros are kept
+    (comparing contents would drop them too)."""
+    from sigfs import pages, procfs
+
+    proc, words = start_python(_ZERO_SHAPES)
+    try:
+        read_only, written_zero, data, mixed = (int(x, 16) for x in words[1:])
+        os.kill(proc.pid, signal.SIGSTOP)  # nothing changes between the reads
+
+        def stream() -> bytes:
+            s = pages.PagesStream(proc.pid, pages.dumpable_vmas(procfs.read_maps(proc.pid)))
+            with s:
+                return b"".join(bytes(c) for c in s.chunks())
+
+        as_root = stream()
+        monkeypatch.setattr(pages, "zero_pfn", lambda: 0)
+        as_user = stream()
+        assert as_user == as_root
+        records = _records(as_user)
+        for i in range(64):
+            assert read_only + i * 4096 not in records, i
+            assert records[written_zero + i * 4096] == bytes(4096), i
+            assert (mixed + i * 4096 in records) == bool(i % 2), i
+        # A kernel without PAGEMAP_SCAN (an unknown request: ENOTTY): the
+        # contents are compared, and every all-zero page is left out.
+        monkeypatch.setattr(pages, "PAGEMAP_SCAN", 0xC06066FF)
+        records = _records(stream())
+        for i in range(64):
+            assert read_only + i * 4096 not in records, i
+            assert written_zero + i * 4096 not in records, i
+            assert records[data + i * 4096][0] == 1 + i % 200, i
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        stop_process(proc)
