@@ -88,6 +88,49 @@ class ScanArg(ctypes.Structure):
     ]
 
 
+def pagemap_scan(
+    fd: int,
+    start: int,
+    end: int,
+    vec: ctypes.Array[ctypes.c_uint64],
+    flags: int = 0,
+    category_mask: int = 0,
+    anyof: int = 0,
+    return_mask: int = 0,
+) -> list[tuple[int, int]]:
+    """The regions (start, end) in [start, end) that PAGEMAP_SCAN reports on
+    the pagemap ``fd`` for these categories, in address order, as many calls
+    as ``vec`` (3 * n words) needs.  Raises OSError with the ioctl's errno
+    (ENOTTY or EINVAL: a kernel without it)."""
+    out: list[tuple[int, int]] = []
+    vec_len = len(vec) // 3
+    while start < end:
+        arg = ScanArg(
+            ctypes.sizeof(ScanArg),
+            flags,
+            start,
+            end,
+            0,
+            ctypes.addressof(vec),
+            vec_len,
+            0,
+            0,
+            category_mask,
+            anyof,
+            return_mask,
+        )
+        n = libc.ioctl(fd, ctypes.c_ulong(PAGEMAP_SCAN), ctypes.byref(arg))
+        if n < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        for i in range(n):
+            out.append((vec[3 * i], vec[3 * i + 1]))
+        if arg.walk_end <= start:
+            break
+        start = arg.walk_end
+    return out
+
+
 def dumpable_vmas(maps_text: str) -> list[Span]:
     """The mappings whose pages the stream looks at, from the kernel's
     ``/proc/PID/maps`` text: a plain split, not the validating parser of
@@ -362,37 +405,23 @@ class PagesStream:
         are compared from then on (``_zero_scan`` off)."""
         if self._scan_vec is None:
             self._scan_vec = (ctypes.c_uint64 * (3 * SCAN_VEC_LEN))()
-        vec = self._scan_vec
-        out: list[tuple[int, int]] = []
-        addr, end = start, start + npages * PAGE
-        while addr < end:
-            arg = ScanArg(
-                ctypes.sizeof(ScanArg),
-                0,
-                addr,
-                end,
-                0,
-                ctypes.addressof(vec),
-                SCAN_VEC_LEN,
-                0,
-                0,
-                PAGE_IS_PFNZERO,
-                0,
-                PAGE_IS_PFNZERO,
+        try:
+            found = pagemap_scan(
+                self._pagemap,
+                start,
+                start + npages * PAGE,
+                self._scan_vec,
+                category_mask=PAGE_IS_PFNZERO,
+                return_mask=PAGE_IS_PFNZERO,
             )
-            n = libc.ioctl(self._pagemap, ctypes.c_ulong(PAGEMAP_SCAN), ctypes.byref(arg))
-            if n < 0:
-                err = ctypes.get_errno()
-                if err in (errno.ENOTTY, errno.EINVAL):
-                    self._zero_scan = False
-                    return []
-                raise OSError(err, f"PAGEMAP_SCAN of process {self.tgid}: {os.strerror(err)}")
-            for i in range(n):
-                out.append(((vec[3 * i] - start) // PAGE, (vec[3 * i + 1] - start) // PAGE))
-            if n < SCAN_VEC_LEN or arg.walk_end <= addr:
-                break
-            addr = arg.walk_end
-        return out
+        except OSError as exc:
+            if exc.errno in (errno.ENOTTY, errno.EINVAL):
+                self._zero_scan = False
+                return []
+            raise OSError(
+                exc.errno, f"PAGEMAP_SCAN of process {self.tgid}: {exc.strerror}"
+            ) from None
+        return [((lo - start) // PAGE, (hi - start) // PAGE) for lo, hi in found]
 
     def _entries(self, start: int, npages: int) -> bytes:
         """The pagemap entries of ``npages`` pages at ``start``.  A window

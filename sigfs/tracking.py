@@ -41,8 +41,7 @@ import os
 import struct
 
 from sigfs import procfs
-from sigfs.pages import PAGEMAP_SCAN
-from sigfs.pages import ScanArg as _ScanArg
+from sigfs.pages import pagemap_scan
 
 TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
 if TYPE_CHECKING:
@@ -125,37 +124,16 @@ class WriteTracker:
         every category of ``mask``, in address order; with
         PM_SCAN_WP_MATCHING they are write-protected as well."""
         anyof = PAGE_IS_PRESENT | PAGE_IS_SWAPPED
-        out: list[tuple[int, int]] = []
-        vec = self._vec
-        while start < end:
-            arg = _ScanArg(
-                ctypes.sizeof(_ScanArg),
-                flags,
-                start,
-                end,
-                0,
-                ctypes.addressof(vec),
-                _VEC_LEN,
-                0,
-                0,
-                mask,
-                anyof,
-                anyof,
-            )
-            n = _libc.ioctl(self._pagemap, ctypes.c_ulong(PAGEMAP_SCAN), ctypes.byref(arg))
-            if n < 0:
-                err = ctypes.get_errno()
-                if err == errno.ENOTTY or err == errno.EINVAL:
-                    raise TrackingUnavailable("this kernel has no PAGEMAP_SCAN (Linux 6.7+)")
-                if err == errno.EPERM:
-                    raise TrackingUnavailable(f"{start:#x}-{end:#x} is no longer tracked")
-                raise OSError(err, f"PAGEMAP_SCAN of process {self.pid}: {os.strerror(err)}")
-            for i in range(n):
-                out.append((vec[3 * i], vec[3 * i + 1]))
-            if arg.walk_end <= start:
-                break
-            start = arg.walk_end
-        return out
+        try:
+            return pagemap_scan(self._pagemap, start, end, self._vec, flags, mask, anyof, anyof)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTTY, errno.EINVAL):
+                raise TrackingUnavailable("this kernel has no PAGEMAP_SCAN (Linux 6.7+)") from None
+            if exc.errno == errno.EPERM:
+                raise TrackingUnavailable(f"{start:#x}-{end:#x} is no longer tracked") from None
+            raise OSError(
+                exc.errno, f"PAGEMAP_SCAN of process {self.pid}: {exc.strerror}"
+            ) from None
 
     def written(self) -> list[tuple[int, int]]:
         """Every region (start, end) written since the tracking began, in

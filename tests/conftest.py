@@ -517,6 +517,25 @@ def mnt() -> Iterator[Mount]:
     assert "Traceback" not in m.log(), m.log()
 
 
+def demoted(uid: int, gid: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child that user and group, with no
+    supplementary groups."""
+
+    def demote() -> None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    return demote
+
+
+def run_as(uid: int, gid: int, cmd: str) -> subprocess.CompletedProcess[str]:
+    """``sh -c cmd`` as that user and group, its output captured."""
+    return subprocess.run(
+        ["sh", "-c", cmd], capture_output=True, text=True, preexec_fn=demoted(uid, gid), timeout=20
+    )
+
+
 def start_python(code: str) -> tuple[subprocess.Popen[str], list[str]]:
     """Run ``code`` in a Python child with pipes on stdin and stdout; returns
     it and the words of the first line it prints, which must be ``ready``

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 import pytest
-from conftest import stop_process
+from conftest import demoted, stop_process
 
 from sigfs.pages import PagesStream, dumpable_vmas
 from sigfs.procfs import read_maps
@@ -42,25 +42,27 @@ def setuid_sleeper():  # type: ignore[no-untyped-def]
     shutil.rmtree(where)
 
 
+def users_shell(setuid_program: str, uid: int, gid: int) -> subprocess.Popen[str]:
+    """The user's own process: a shell that says ready, then on a line
+    execs the set-user-ID program (which becomes root's: same pid)."""
+    return subprocess.Popen(
+        ["bash", "-c", f"echo ready; read line; exec {setuid_program} nanosleep 60000"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=demoted(uid, gid),
+    )
+
+
 def test_writes_opened_before_a_setuid_exec_are_refused(unpriv_user, setuid_sleeper) -> None:  # type: ignore[no-untyped-def]
     from mounting import start_mount, stop_mount
 
     name, uid, gid = unpriv_user
 
-    def demote() -> None:
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
+    demote = demoted(uid, gid)
 
     m = start_mount(options=("allow_other",))
-    # The user's own process: a shell that execs the set-user-ID program on a line.
-    target = subprocess.Popen(
-        ["bash", "-c", f"echo ready; read line; exec {setuid_sleeper} nanosleep 60000"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=demote,
-    )
+    target = users_shell(setuid_sleeper, uid, gid)
     writer = None
     try:
         assert target.stdout is not None and target.stdin is not None
@@ -129,8 +131,9 @@ def test_writes_opened_before_a_setuid_exec_are_refused(unpriv_user, setuid_slee
     assert "Traceback" not in m.log()
 
 
-OLD_IMAGE = """
-import ctypes, mmap, os, sys
+# Maps 8 MiB at a fixed address and fills it with FILL.
+_FIXED_MAP = """
+import ctypes, os, sys
 ADDR, SIZE = 0x3A0000000000, 8 << 20
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
@@ -138,26 +141,24 @@ int_ = ctypes.c_int
 libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, int_, int_, int_, ctypes.c_long)
 got = libc.mmap(ADDR, SIZE, 3, 0x22 | 0x100000, -1, 0)  # MAP_FIXED_NOREPLACE
 assert got == ADDR, got
-ctypes.memset(ADDR, ord("O"), SIZE)
+ctypes.memset(ADDR, ord("FILL"), SIZE)
+"""
+# The old image: "O"s, then on a line it execs the new one: "N"s at the same place.
+OLD_IMAGE = (
+    _FIXED_MAP.replace("FILL", "O")
+    + """
 print("ready", flush=True)
 sys.stdin.readline()
-new = sys.argv[1]
-os.execv(sys.executable, [sys.executable, "-c", new])
+os.execv(sys.executable, [sys.executable, "-c", sys.argv[1]])
 """
-
-NEW_IMAGE = """
-import ctypes, sys
-ADDR, SIZE = 0x3A0000000000, 8 << 20
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mmap.restype = ctypes.c_void_p
-int_ = ctypes.c_int
-libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, int_, int_, int_, ctypes.c_long)
-got = libc.mmap(ADDR, SIZE, 3, 0x22 | 0x100000, -1, 0)
-assert got == ADDR, got
-ctypes.memset(ADDR, ord("N"), SIZE)
+)
+NEW_IMAGE = (
+    _FIXED_MAP.replace("FILL", "N")
+    + """
 print("mapped", flush=True)
 sys.stdin.readline()
 """
+)
 
 
 def test_the_pages_stream_never_reads_the_image_after_an_exec() -> None:
@@ -209,18 +210,7 @@ def test_a_read_racing_a_setuid_exec_is_refused(
 
     name, uid, gid = unpriv_user
 
-    def demote() -> None:
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
-
-    target = subprocess.Popen(
-        ["bash", "-c", f"echo ready; read line; exec {setuid_sleeper} nanosleep 60000"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=demote,
-    )
+    target = users_shell(setuid_sleeper, uid, gid)
     try:
         assert target.stdout is not None and target.stdin is not None
         assert target.stdout.readline().strip() == "ready"

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import start_python, stop_process
+from conftest import run_as, start_python, stop_process
 from mounting import start_mount, stop_mount
 
 from sigfs.formats import action as action_fmt
@@ -388,24 +388,14 @@ def test_unprivileged_user_sees_only_own_processes(spawn, unpriv_user) -> None: 
         mine = spawn("counter", user=name)
         roots = spawn("counter")
 
-        def as_user(cmd: str) -> subprocess.CompletedProcess[str]:
-            def demote() -> None:
-                os.setgroups([])
-                os.setgid(gid)
-                os.setuid(uid)
-
-            return subprocess.run(
-                ["sh", "-c", cmd], capture_output=True, text=True, preexec_fn=demote, timeout=20
-            )
-
-        listing = as_user(f"ls {m.path}").stdout.split()
+        listing = run_as(uid, gid, f"ls {m.path}").stdout.split()
         assert str(mine.pid) in listing
         assert str(roots.pid) not in listing
         assert "1" not in listing
-        ok = as_user(f"cat {m.path}/{mine.pid}/sig/action {m.path}/{mine.pid}/sig/pending")
+        ok = run_as(uid, gid, f"cat {m.path}/{mine.pid}/sig/action {m.path}/{mine.pid}/sig/pending")
         assert ok.returncode == 0, ok.stderr
         for path in (f"{roots.pid}/sig/blocked", f"{roots.pid}/sig/action", "1/sig/pending"):
-            res = as_user(f"cat {m.path}/{path}")
+            res = run_as(uid, gid, f"cat {m.path}/{path}")
             assert res.returncode != 0, path
             assert "No such file" in res.stderr, res.stderr
         # Root sees both.

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import run_as
 
 from sigfs.formats.sigset import parse_bitmap, render_bitmap
 
@@ -303,21 +304,11 @@ def test_only_whoever_may_trace_it_writes(spawn, unpriv_user) -> None:  # type: 
         mine = spawn("handlers", user=name)
         roots = spawn("handlers")
 
-        def as_user(cmd: str) -> subprocess.CompletedProcess[str]:
-            def demote() -> None:
-                os.setgroups([])
-                os.setgid(gid)
-                os.setuid(uid)
-
-            return subprocess.run(
-                ["sh", "-c", cmd], capture_output=True, text=True, preexec_fn=demote, timeout=20
-            )
-
-        ok = as_user(f"echo +SIGUSR1 > {m.path}/{mine.pid}/sig/blocked")
+        ok = run_as(uid, gid, f"echo +SIGUSR1 > {m.path}/{mine.pid}/sig/blocked")
         assert ok.returncode == 0, ok.stderr
         assert mine.sigmask_fields()["SigBlk"] & bit(SIGUSR1)
         before = roots.sigmask_fields()["SigBlk"]
-        refused = as_user(f"echo +SIGUSR1 > {m.path}/{roots.pid}/sig/blocked")
+        refused = run_as(uid, gid, f"echo +SIGUSR1 > {m.path}/{roots.pid}/sig/blocked")
         assert refused.returncode != 0
         assert roots.sigmask_fields()["SigBlk"] == before
     finally:
