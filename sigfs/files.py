@@ -158,14 +158,14 @@ async def store_blocked(ctx: FileContext, data: bytes) -> None:
         raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
     replace = not ctx.append
     try:
-        # Once against an empty mask: a mistake is refused before any stop.
-        sigset.parse_mask_edit(text, 0, replace)
+        # Applied to no mask and to all of them before any stop: a mistake is
+        # refused here, and the two differ when the result depends on the
+        # mask the thread has now.
+        from_none = sigset.parse_mask_edit(text, 0, replace)
+        from_all = sigset.parse_mask_edit(text, sigset.FULL & ~state.UNBLOCKABLE, replace)
     except FormatError as exc:
         raise OSError(errno.EINVAL, str(exc)) from None
-    # Whether the result depends on the mask the thread has now.
-    relative = sigset.parse_mask_edit(text, 0, replace) != sigset.parse_mask_edit(
-        text, sigset.FULL & ~state.UNBLOCKABLE, replace
-    )
+    relative = from_none != from_all
     old, new = await state.set_blocked(
         ctx.tracer,
         ctx.pid,
