@@ -553,8 +553,7 @@ class Tracer:
             for att in held:
                 try:
                     status = self._poll(att.tid)
-                except TargetGone:
-                    status = 0  # already collected: gone
+                except TargetGone:  # already collected: gone
                     self.attached.pop(att.tid, None)
                     continue
                 if status is not None and _decode(status)[0] == "gone":
