@@ -106,6 +106,7 @@ def serve(mountpoint: str, options: set[str], ready_fd: int | None = None) -> in
         else:
             print(msg, file=sys.stderr)
         return 1
+    ops.mount_id = procfs.mount_id_of(mountpoint)
     if ready_fd is not None:
         os.write(ready_fd, b"ok")
         os.close(ready_fd)

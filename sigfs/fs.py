@@ -81,12 +81,15 @@ class SigFS(pyfuse3.Operations):
         self.frozen: set[int] = set()
         self.errors = ErrorLog()
         self._open: dict[int, bytes] = {}
-        self._writers: dict[int, tuple[Node, FileContext]] = {}
+        self._writers: dict[int, tuple[Node, FileContext, int]] = {}
         self._streams: dict[int, StreamReader] = {}
         # fh -> (name, inode, its owner or None for root's) for each entry.
         self._dirs: dict[int, list[tuple[bytes, int, Owner | None]]] = {}
         self._fh = itertools.count(1)
         self.own_pid = os.getpid()
+        # This mount's id (mountinfo), once mounted: a write from a process
+        # into its own file is recognised by it (see write).
+        self.mount_id: int | None = None
         # The per-request permission check reads the target's status.
         self._status = procfs.StatusFiles()
 
@@ -413,7 +416,7 @@ class SigFS(pyfuse3.Operations):
                 except (ProcessLookupError, ValueError, IndexError):
                     raise pyfuse3.FUSEError(errno.ENOENT) from None
                 fh = next(self._fh)
-                self._writers[fh] = (node, fctx)
+                self._writers[fh] = (node, fctx, inode)
                 return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
             if entry.open_stream is not None:
                 try:
@@ -463,8 +466,19 @@ class SigFS(pyfuse3.Operations):
             writer = self._writers.get(fh)
             if writer is None:
                 raise pyfuse3.FUSEError(errno.EBADF)
-            node, fctx = writer
+            node, fctx, inode = writer
             assert node.entry is not None and node.entry.store is not None
+            if self.mount_id is not None:
+                # The open refuses a process its own file (EDEADLK), but a
+                # descriptor can be inherited or passed: a thread of the
+                # process sleeping in a write into this mount is this write.
+                writer_tid = procfs.writing_into(fctx.pid, self.mount_id, inode)
+                if writer_tid is not None:
+                    fctx.log(
+                        f"write refused: thread {writer_tid} is writing this file itself "
+                        "(a descriptor it inherited?): stopping it would wait for ever"
+                    )
+                    raise pyfuse3.FUSEError(errno.EDEADLK)
             try:
                 if self.remote is not None:
                     # One lock across the store and the state it leaves, so no

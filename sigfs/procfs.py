@@ -246,6 +246,58 @@ def is_mounted(path: str) -> bool:
     return False
 
 
+def mount_id_of(path: str) -> int | None:
+    """The mount id (``/proc/self/mountinfo``'s first field) of the mount on
+    ``path``, the last one there; None if nothing is mounted on it."""
+    path = os.path.abspath(path)
+    found = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 4 and _unescape(fields[4]) == path:
+                found = int(fields[0])
+    return found
+
+
+def _unescape(field: str) -> str:
+    """Undo the octal escapes the mount tables use (space, tab, newline, \\)."""
+    out, i = [], 0
+    while i < len(field):
+        code = field[i + 1 : i + 4]
+        if field[i] == "\\" and len(code) == 3 and all(c in "01234567" for c in code):
+            out.append(chr(int(code, 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+# write, pwrite64, writev, pwritev, pwritev2 (x86-64)
+WRITE_SYSCALLS = frozenset({1, 18, 20, 296, 328})
+
+
+def writing_into(pid: int, mount_id: int, ino: int) -> int | None:
+    """A thread of ``pid`` that sleeps in a write to file ``ino`` of mount
+    ``mount_id`` (its syscall, its descriptor's fdinfo), or None."""
+    for tid in list_tids(pid):
+        try:
+            fields = _read(f"/proc/{pid}/task/{tid}/syscall").split()
+        except OSError:
+            continue
+        if len(fields) < 2 or not fields[0].isdigit() or int(fields[0]) not in WRITE_SYSCALLS:
+            continue
+        try:
+            info = _read(f"/proc/{pid}/fdinfo/{int(fields[1], 16)}")
+        except (OSError, ValueError):
+            continue
+        found = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+        on_mount = found.get("mnt_id", "").strip() == str(mount_id)
+        if on_mount and found.get("ino", "").strip() == str(ino):
+            return tid
+    return None
+
+
 def start_time(pid: int) -> int:
     """Field 22 of /proc/PID/stat: tells a process from a later one with its pid."""
     text = _read(f"/proc/{pid}/stat")

@@ -8,10 +8,11 @@ import errno
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
-from conftest import run_as
+from conftest import run_as, stop_process
 
 from sigfs.formats.sigset import parse_bitmap, render_bitmap
 
@@ -209,7 +210,7 @@ def test_relative_edits_of_a_thread_in_sigsuspend_are_refused(mnt) -> None:  # t
     computed from the wrong mask and silently unblock SIGUSR1: refused.  A
     whole mask can still be written, and it is the one the thread has when
     sigsuspend returns."""
-    from conftest import start_python, stop_process
+    from conftest import start_python
 
     proc, _ = start_python(SIGSUSPENDER)
     try:
@@ -231,7 +232,7 @@ def test_relative_edits_of_a_thread_in_sigsuspend_are_refused(mnt) -> None:  # t
 def test_refused_relative_edits_leave_the_own_mask(mnt) -> None:  # type: ignore[no-untyped-def]
     """The refused edits above changed nothing: the mask after sigsuspend is
     the thread's own, {SIGUSR1}."""
-    from conftest import start_python, stop_process
+    from conftest import start_python
 
     proc, _ = start_python(SIGSUSPENDER)
     try:
@@ -255,6 +256,54 @@ def test_a_process_writing_its_own_mask_is_refused_not_hung(mnt) -> None:  # typ
     )
     assert res.returncode != 0
     assert "Resource deadlock avoided" in res.stderr, res.stderr
+
+
+FD_TAKER = """
+import os, socket, sys
+sock = socket.socket(fileno=int(sys.argv[1]))
+print("ready", flush=True)
+_, fds, _, _ = socket.recv_fds(sock, 16, 1)
+try:
+    os.write(fds[0], b"+SIGUSR1\\n")
+    print("written", flush=True)
+except OSError as exc:
+    print("errno", exc.errno, flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_process_writing_its_own_file_through_a_passed_descriptor_is_refused(mnt) -> None:  # type: ignore[no-untyped-def]
+    """The open is someone else's, so the open's guard cannot see it: the
+    write finds the process's own thread inside this very write and refuses
+    at once (EDEADLK), instead of waiting out the stop timeout."""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FD_TAKER, str(theirs.fileno())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        pass_fds=(theirs.fileno(),),
+    )
+    theirs.close()
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        fd = os.open(f"{mnt.path}/{proc.pid}/sig/blocked", os.O_WRONLY | os.O_TRUNC)
+        try:
+            started = time.monotonic()
+            socket.send_fds(ours, [b"x"], [fd])
+            assert proc.stdout.readline().split() == ["errno", str(errno.EDEADLK)]
+            assert time.monotonic() - started < 2  # not the 3 s stop timeout
+        finally:
+            os.close(fd)
+        with open(f"/proc/{proc.pid}/status") as f:
+            assert "SigBlk:\t0000000000000000" in f.read()
+        assert "writing this file itself" in mnt.read(f"{proc.pid}/errors")
+    finally:
+        ours.close()
+        stop_process(proc)
 
 
 def test_a_process_traced_by_someone_else_is_left_alone(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
