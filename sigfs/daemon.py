@@ -134,7 +134,8 @@ def serve(mountpoint: str, options: set[str], ready_fd: int | None = None) -> in
 def run_mount(
     mountpoint: str, opts: list[str], foreground: bool, debug: bool, logfile: str | None
 ) -> int:
-    mountpoint = os.path.abspath(mountpoint)
+    # Resolved as the kernel does: the mount table names the real path.
+    mountpoint = os.path.realpath(mountpoint)
     try:
         _check_mountpoint(mountpoint)
     except MountError as exc:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pyfuse3
+import trio
 
 from sigfs import __version__, access, procfs
 from sigfs.files import TREE, ErrorLog, FileContext
@@ -472,7 +473,18 @@ class SigFS(pyfuse3.Operations):
                 # The open refuses a process its own file (EDEADLK), but a
                 # descriptor can be inherited or passed: a thread of the
                 # process sleeping in a write into this mount is this write.
-                writer_tid = procfs.writing_into(fctx.pid, self.mount_id, inode)
+                # Off the event loop, and given up after a second: the
+                # kernel makes /proc/TID/syscall under the exec lock, which
+                # an exec may hold while it waits for this daemon (a FLUSH).
+                writer_tid = None
+                with trio.move_on_after(1.0):
+                    writer_tid = await trio.to_thread.run_sync(
+                        procfs.writing_into,
+                        fctx.pid,
+                        self.mount_id,
+                        inode,
+                        abandon_on_cancel=True,
+                    )
                 if writer_tid is not None:
                     fctx.log(
                         f"write refused: thread {writer_tid} is writing this file itself "

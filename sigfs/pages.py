@@ -101,7 +101,13 @@ def pagemap_scan(
     """The regions (start, end) in [start, end) that PAGEMAP_SCAN reports on
     the pagemap ``fd`` for these categories, in address order, as many calls
     as ``vec`` (3 * n words) needs.  Raises OSError with the ioctl's errno
-    (ENOTTY or EINVAL: a kernel without it)."""
+    (ENOTTY or EINVAL: a kernel without it).
+
+    A call stops early only when ``vec`` is full; then the next one starts
+    where the last region ended (or at ``walk_end``, past it).  The kernel
+    collects regions 512 at a time, and with a larger ``vec`` its
+    ``walk_end`` can be stale after a full batch, so a full ``vec`` is the
+    only sign that more remain, and ``walk_end`` alone is not trusted."""
     out: list[tuple[int, int]] = []
     vec_len = len(vec) // 3
     while start < end:
@@ -125,9 +131,12 @@ def pagemap_scan(
             raise OSError(err, os.strerror(err))
         for i in range(n):
             out.append((vec[3 * i], vec[3 * i + 1]))
-        if arg.walk_end <= start:
+        if n < vec_len:
             break
-        start = arg.walk_end
+        resume = max(arg.walk_end, out[-1][1])
+        if resume <= start:
+            break
+        start = resume
     return out
 
 
@@ -414,13 +423,11 @@ class PagesStream:
                 category_mask=PAGE_IS_PFNZERO,
                 return_mask=PAGE_IS_PFNZERO,
             )
-        except OSError as exc:
-            if exc.errno in (errno.ENOTTY, errno.EINVAL):
-                self._zero_scan = False
-                return []
-            raise OSError(
-                exc.errno, f"PAGEMAP_SCAN of process {self.tgid}: {exc.strerror}"
-            ) from None
+        except OSError:
+            # No PAGEMAP_SCAN (ENOTTY, EINVAL), or refused (a security
+            # module): the contents are compared instead, from here on.
+            self._zero_scan = False
+            return []
         return [((lo - start) // PAGE, (hi - start) // PAGE) for lo, hi in found]
 
     def _entries(self, start: int, npages: int) -> bytes:

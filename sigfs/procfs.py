@@ -248,29 +248,34 @@ def is_mounted(path: str) -> bool:
 
 def mount_id_of(path: str) -> int | None:
     """The mount id (``/proc/self/mountinfo``'s first field) of the mount on
-    ``path``, the last one there; None if nothing is mounted on it."""
-    path = os.path.abspath(path)
+    ``path`` (as the kernel names it: give a real path), the last one there;
+    None if nothing is mounted on it or the table cannot be read.  Bytes
+    throughout: a mount path need not be UTF-8."""
+    want = os.fsencode(os.path.abspath(path))
     found = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 4 and _unescape(fields[4]) == path:
-                found = int(fields[0])
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and _unescape(fields[4]) == want:
+                    found = int(fields[0])
+    except (OSError, ValueError):
+        return None
     return found
 
 
-def _unescape(field: str) -> str:
+def _unescape(field: bytes) -> bytes:
     """Undo the octal escapes the mount tables use (space, tab, newline, \\)."""
-    out, i = [], 0
+    out, i = bytearray(), 0
     while i < len(field):
         code = field[i + 1 : i + 4]
-        if field[i] == "\\" and len(code) == 3 and all(c in "01234567" for c in code):
-            out.append(chr(int(code, 8)))
+        if field[i] == 0x5C and len(code) == 3 and all(0x30 <= c <= 0x37 for c in code):
+            out.append(int(code, 8))
             i += 4
         else:
             out.append(field[i])
             i += 1
-    return "".join(out)
+    return bytes(out)
 
 
 # write, pwrite64, writev, pwritev, pwritev2 (x86-64)
@@ -279,16 +284,23 @@ WRITE_SYSCALLS = frozenset({1, 18, 20, 296, 328})
 
 def writing_into(pid: int, mount_id: int, ino: int) -> int | None:
     """A thread of ``pid`` that sleeps in a write to file ``ino`` of mount
-    ``mount_id`` (its syscall, its descriptor's fdinfo), or None."""
+    ``mount_id`` (its syscall, its descriptor's fdinfo), or None.  Only
+    sleeping threads (S, D) are looked at, and their ``syscall`` file read
+    only then: the kernel takes the exec lock to make it.  Blocking: run it
+    off the daemon's event loop (an exec holding that lock may be waiting
+    for a FUSE reply)."""
     for tid in list_tids(pid):
         try:
+            stat = _read(f"/proc/{pid}/task/{tid}/stat")
+            if stat[stat.rindex(")") + 2 : stat.rindex(")") + 3] not in ("S", "D"):
+                continue
             fields = _read(f"/proc/{pid}/task/{tid}/syscall").split()
-        except OSError:
+        except (OSError, ValueError):
             continue
         if len(fields) < 2 or not fields[0].isdigit() or int(fields[0]) not in WRITE_SYSCALLS:
             continue
         try:
-            info = _read(f"/proc/{pid}/fdinfo/{int(fields[1], 16)}")
+            info = _read(f"/proc/{pid}/task/{tid}/fdinfo/{int(fields[1], 16)}")
         except (OSError, ValueError):
             continue
         found = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)

@@ -1106,6 +1106,8 @@ def test_without_page_frames_the_same_zero_pages_are_left_out(monkeypatch) -> No
     (comparing contents would drop them too)."""
     from sigfs import pages, procfs
 
+    if not _pagemap_scan_available():
+        pytest.skip("no PAGEMAP_SCAN here (Linux 6.7+)")
     proc, words = start_python(_ZERO_SHAPES)
     try:
         read_only, written_zero, data, mixed = (int(x, 16) for x in words[1:])
@@ -1136,3 +1138,55 @@ def test_without_page_frames_the_same_zero_pages_are_left_out(monkeypatch) -> No
     finally:
         os.kill(proc.pid, signal.SIGCONT)
         stop_process(proc)
+
+
+def _pagemap_scan_available() -> bool:
+    import ctypes
+
+    from sigfs import pages
+
+    vec = (ctypes.c_uint64 * 3)()
+    with open("/proc/self/pagemap", "rb") as f:
+        try:
+            pages.pagemap_scan(f.fileno(), 0, 4096, vec, category_mask=pages.PAGE_IS_PFNZERO)
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("vec_len", [1, 3, 511, 512, 513, 600, 1000, 2000])
+def test_pagemap_scan_lists_every_region_once_whatever_the_vector(vec_len: int) -> None:
+    """1000 zero-page regions (every other page only read): every one comes
+    back once and in order, whether the vector holds fewer regions, exactly
+    the kernel's batch of 512, or more (then the kernel's walk_end can be
+    stale after a full batch)."""
+    import ctypes
+    import mmap
+
+    from sigfs import pages
+
+    if not _pagemap_scan_available():
+        pytest.skip("no PAGEMAP_SCAN here (Linux 6.7+)")
+    n = 2000
+    m = mmap.mmap(-1, n * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+        for i in range(n):
+            if i % 2:
+                m[i * 4096] = 1  # a real page between the zero pages
+            else:
+                m[i * 4096]  # read: the zero page
+        vec = (ctypes.c_uint64 * (3 * vec_len))()
+        with open("/proc/self/pagemap", "rb") as f:
+            found = pages.pagemap_scan(
+                f.fileno(),
+                base,
+                base + n * 4096,
+                vec,
+                category_mask=pages.PAGE_IS_PFNZERO,
+                return_mask=pages.PAGE_IS_PFNZERO,
+            )
+        want = [(base + i * 4096, base + (i + 1) * 4096) for i in range(0, n, 2)]
+        assert found == want
+    finally:
+        m.close()

@@ -64,3 +64,14 @@ def test_only_the_last_few_keep_a_descriptor(spawn) -> None:  # type: ignore[no-
     finally:
         files.close()
     assert _fds() == before
+
+
+def test_mount_table_paths_are_unescaped_as_bytes() -> None:
+    """mountinfo escapes space, tab, newline and backslash in octal; a path
+    need not be UTF-8."""
+    from sigfs.procfs import _unescape, mount_id_of
+
+    assert _unescape(rb"/tmp/a\040b\011c\012d\134e") == b"/tmp/a b\tc\nd\\e"
+    assert _unescape(b"/tmp/\xff\\04") == b"/tmp/\xff\\04"  # not an escape: kept
+    assert mount_id_of("/") is not None
+    assert mount_id_of("/no/such/mount/point") is None
