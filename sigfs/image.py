@@ -98,8 +98,15 @@ async def read_fpu(tracer: Tracer, tgid: int, tid: int) -> Fpu:
 
 
 async def _prctl_values(tracer: Tracer, tgid: int) -> tuple[int, int, int, int]:
-    """(pdeath_signal, dumpable, child_subreaper, thp_disable) via injected prctl."""
+    """(pdeath_signal, dumpable, child_subreaper, thp_disable) via injected
+    prctl, or as the `action` stub found them in this freeze."""
     from sigfs.state import live_thread
+
+    facts = tracer.frozen_facts.get(tgid, {}) if tgid in tracer.frozen else {}
+    names = ("pdeath_signal", "dumpable", "child_subreaper", "thp_disable")
+    if all(name in facts for name in names):
+        pdeath, dumpable, subreaper, thp = (facts[name] for name in names)
+        return pdeath, dumpable, subreaper, thp
 
     tid = live_thread(tgid)
     async with tracer.stopped(tgid, tid) as att:
@@ -331,6 +338,8 @@ async def read_brk(tracer: Tracer, tgid: int) -> int:
     ``[heap]`` is page-rounded and absent before the first allocation)."""
     from sigfs.state import live_thread
 
+    if tgid in tracer.frozen and "brk" in tracer.frozen_facts.get(tgid, {}):
+        return tracer.frozen_facts[tgid]["brk"]  # the `action` stub's
     tid = live_thread(tgid)
     async with tracer.stopped(tgid, tid) as att:
         async with inject.Injection(tracer, att) as inj:

@@ -489,8 +489,12 @@ STACK_T = struct.Struct("<QiiQ")  # ss_sp, ss_flags, pad, ss_size
 
 
 # rt_sigaction(sig, NULL, r15 + 40 * (sig - 1), 8) for sig 1..64, each
-# result stored after its struct; then the done flag and park in pause().
-# tests/test_inject_stub.py assembles this text and compares the bytes.
+# result stored after its struct; then, for `status` and `mm` while the
+# process is frozen (state.read_actions), the four prctl values and brk(0)
+# those files need, each result at its STUB_EXTRAS offset (the two prctl
+# that write an int write it at the offset before); then the done flag and
+# park in pause().  tests/test_inject_stub.py assembles this text and
+# compares the bytes.
 SIGACTIONS_STUB_ASM = """
     mov r12d, 1
     mov r13, r15
@@ -506,6 +510,33 @@ SIGACTIONS_STUB_ASM = """
     inc r12d
     cmp r12d, 65
     jne 1b
+    xor edx, edx
+    xor r10d, r10d
+    xor r8d, r8d
+    mov eax, 157
+    mov edi, 2
+    lea rsi, [r15+2560]
+    syscall
+    mov [r15+2568], rax
+    mov eax, 157
+    mov edi, 3
+    xor esi, esi
+    syscall
+    mov [r15+2576], rax
+    mov eax, 157
+    mov edi, 37
+    lea rsi, [r15+2584]
+    syscall
+    mov [r15+2592], rax
+    mov eax, 157
+    mov edi, 42
+    xor esi, esi
+    syscall
+    mov [r15+2600], rax
+    mov eax, 12
+    xor edi, edi
+    syscall
+    mov [r15+2608], rax
     mov qword ptr [r15+4088], 1
 2:
     mov eax, 34
@@ -514,15 +545,30 @@ SIGACTIONS_STUB_ASM = """
 """
 SIGACTIONS_STUB = bytes.fromhex(
     "41bc010000004d89fdb80d0000004489e731f64c89ea41ba080000000f05498945204983c528"
-    "41ffc44183fc4175da49c787f80f000001000000b8220000000f05ebf7"
+    "41ffc44183fc4175da31d24531d24531c0b89d000000bf02000000498db7000a00000f054989"
+    "87080a0000b89d000000bf0300000031f60f05498987100a0000b89d000000bf25000000498d"
+    "b7180a00000f05498987200a0000b89d000000bf2a00000031f60f05498987280a0000b80c00"
+    "000031ff0f05498987300a000049c787f80f000001000000b8220000000f05ebf7"
 )
 SIGACTION_RECORD = struct.Struct("<QQQQq")  # struct k_sigaction, then the result
+# What the stub asks besides the sigactions: name -> (offset of the
+# syscall's result, offset of the int it wrote or None).
+STUB_EXTRAS = {
+    "pdeath_signal": (2568, 2560),  # prctl(PR_GET_PDEATHSIG, &int)
+    "dumpable": (2576, None),  # prctl(PR_GET_DUMPABLE)
+    "child_subreaper": (2592, 2584),  # prctl(PR_GET_CHILD_SUBREAPER, &int)
+    "thp_disable": (2600, None),  # prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0)
+    "brk": (2608, None),  # brk(0)
+}
 
 
-async def read_sigactions(inj: Injection) -> list[tuple[int, int, int, int]]:
+async def read_sigactions(
+    inj: Injection, extras: dict[str, int] | None = None
+) -> list[tuple[int, int, int, int]]:
     """(handler, flags, restorer, mask) for signals 1..64, via
     rt_sigaction(sig, NULL, &old): all 64 in one injected stub where the
-    process allows it, else one injected syscall each."""
+    process allows it, else one injected syscall each.  With the stub,
+    ``extras`` (if given) gets the STUB_EXTRAS values that succeeded."""
     try:
         data = await inj.run_stub(SIGACTIONS_STUB)
     except StubUnavailable:
@@ -535,6 +581,12 @@ async def read_sigactions(inj: Injection) -> list[tuple[int, int, int, int]]:
         if result != 0:
             raise OSError(-result, f"rt_sigaction({i + 1}) in {inj.tid}: {os.strerror(-result)}")
         out.append((handler, flags, restorer, mask))
+    if extras is not None:
+        for name, (at, written) in STUB_EXTRAS.items():
+            (result,) = struct.unpack_from("<q", data, at)
+            if -4096 < result < 0:
+                continue  # refused: the file's reader asks again itself
+            extras[name] = result if written is None else struct.unpack_from("<i", data, written)[0]
     return out
 
 

@@ -182,7 +182,14 @@ async def read_actions(tracer: Tracer, tgid: int) -> Actions:
     tid = live_thread(tgid)
     async with tracer.stopped(tgid, tid) as att:
         async with inject.Injection(tracer, att) as inj:
-            raw = await inject.read_sigactions(inj)
+            if tgid in tracer.frozen:
+                # The same stub asks what `status` and `mm` would inject for
+                # (kept until the thaw: nothing of it changes while frozen).
+                extras: dict[str, int] = {}
+                raw = await inject.read_sigactions(inj, extras)
+                tracer.frozen_facts[tgid] = extras
+            else:
+                raw = await inject.read_sigactions(inj)
     return Actions(
         tuple(
             SigAction(signum=i + 1, handler=h, flags=f, restorer=r, mask=m)

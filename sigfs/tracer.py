@@ -182,6 +182,9 @@ class Tracer:
         self.masked: dict[int, int] = {}
         # Frozen processes: tgid -> the threads held stopped.
         self.frozen: dict[int, list[Attachment]] = {}
+        # Values read while frozen that cannot change until the thaw (see
+        # state.read_actions): tgid -> name -> value.
+        self.frozen_facts: dict[int, dict[str, int]] = {}
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -468,6 +471,7 @@ class Tracer:
                             pass
                 raise
             self.frozen[tgid] = held
+            self.frozen_facts.pop(tgid, None)
             return [a.tid for a in held]
 
     async def _hold_many(
@@ -523,6 +527,7 @@ class Tracer:
         self._check_owner()
         async with self.process_lock(tgid):
             held = self.frozen.pop(tgid, None)
+            self.frozen_facts.pop(tgid, None)
             if held is None:
                 return 0
             with aio.shield():
@@ -595,6 +600,7 @@ class Tracer:
         self._check_owner()
         failed: list[int] = []
         self.frozen.clear()
+        self.frozen_facts.clear()
         for att in list(self.attached.values()):
             try:
                 self._detach(att)

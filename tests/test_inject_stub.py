@@ -117,3 +117,36 @@ def test_a_process_that_refuses_injected_code_is_read_one_syscall_at_a_time(
         assert act.mask == int(fields["mask"][::-1], 2)
     t.send("counts")
     assert t.readline().split() == ["counts", "h1=0", "h2=0", "h3=0"]
+
+
+def test_the_action_stub_answers_status_and_mm_while_frozen(spawn) -> None:  # type: ignore[no-untyped-def]
+    """While frozen, `action`'s stub also asks the four prctl values of
+    `status` and `mm`'s brk(0): those files then inject nothing, and show
+    exactly what their own injections showed.  The thaw forgets them."""
+    from sigfs import image
+    from sigfs.formats import status as status_fmt
+
+    t = spawn("handlers")
+
+    async def main() -> None:
+        tracer = Tracer()
+        await tracer.freeze(t.pid)
+        try:
+            injected = status_fmt.render(await image.read_status(tracer, t.pid))
+            brk = await image.read_brk(tracer, t.pid)
+            await state.read_actions(tracer, t.pid)
+            assert set(tracer.frozen_facts[t.pid]) == set(inject.STUB_EXTRAS)
+            before = tracer.injected
+            assert status_fmt.render(await image.read_status(tracer, t.pid)) == injected
+            assert await image.read_brk(tracer, t.pid) == brk
+            assert tracer.injected == before  # nothing injected for them
+        finally:
+            await tracer.thaw(t.pid)
+        assert t.pid not in tracer.frozen_facts
+        # Running again: asked by injection, as before.
+        before = tracer.injected
+        await image.read_brk(tracer, t.pid)
+        assert tracer.injected == before + 1
+
+    trio.run(main)
+    assert t.status()["TracerPid"] == "0"
