@@ -571,6 +571,7 @@ class Tracer:
                 held[:] = alive
             else:
                 del self.frozen[tgid]
+                self.frozen_facts.pop(tgid, None)
 
     def reap_stuck(self) -> None:
         for tid, att in list(self._stuck.items()):
