@@ -102,7 +102,7 @@ async def _prctl_values(tracer: Tracer, tgid: int) -> tuple[int, int, int, int]:
     prctl, or as the `action` stub found them in this freeze."""
     from sigfs.state import live_thread
 
-    facts = tracer.frozen_facts.get(tgid, {}) if tgid in tracer.frozen else {}
+    facts = tracer.facts(tgid)
     names = ("pdeath_signal", "dumpable", "child_subreaper", "thp_disable")
     if all(name in facts for name in names):
         pdeath, dumpable, subreaper, thp = (facts[name] for name in names)
@@ -338,8 +338,9 @@ async def read_brk(tracer: Tracer, tgid: int) -> int:
     ``[heap]`` is page-rounded and absent before the first allocation)."""
     from sigfs.state import live_thread
 
-    if tgid in tracer.frozen and "brk" in tracer.frozen_facts.get(tgid, {}):
-        return tracer.frozen_facts[tgid]["brk"]  # the `action` stub's
+    brk = tracer.facts(tgid).get("brk")
+    if brk is not None:
+        return brk  # the `action` stub's, in this freeze
     tid = live_thread(tgid)
     async with tracer.stopped(tgid, tid) as att:
         async with inject.Injection(tracer, att) as inj:

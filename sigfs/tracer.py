@@ -427,6 +427,11 @@ class Tracer:
 
     # -- whole processes -----------------------------------------------------
 
+    def facts(self, tgid: int) -> dict[str, int]:
+        """What was read of ``tgid`` in its current freeze that cannot
+        change until the thaw (``frozen_facts``); empty unless frozen."""
+        return self.frozen_facts.get(tgid, {}) if tgid in self.frozen else {}
+
     def is_frozen(self, tgid: int) -> bool:
         return tgid in self.frozen
 
