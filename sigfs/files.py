@@ -7,6 +7,7 @@ Loaders return the whole file as bytes; the FUSE layer renders once per open
 from __future__ import annotations
 
 import errno
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -22,11 +23,12 @@ from sigfs.formats import regs as regs_fmt
 from sigfs.formats import sigset
 from sigfs.formats import status as status_fmt
 from sigfs.formats import waiters as waiters_fmt
-from sigfs.formats.errors import FormatError
+from sigfs.formats.errors import FormatError, is_comment, numbered_lines
+from sigfs.formats.siginfo import Siginfo, parse_located_records
 from sigfs.formats.sigset import render_bitmap, signals_of
 from sigfs.pages import PagesStream, StreamReader, dumpable_vmas
 from sigfs.record import record
-from sigfs.signals import signal_name
+from sigfs.signals import SI_USER, SIGKILL, SIGSTOP, signal_name
 from sigfs.tracer import TargetBusy, Tracer
 from sigfs.tree import Entry, Scope, Tree
 
@@ -197,6 +199,120 @@ async def load_shared_pending(ctx: FileContext) -> bytes:
     return await _load_pending(ctx, shared=True)
 
 
+# What the kernel puts in si_uid for a sender it cannot map (overflowuid).
+OVERFLOW_UID = 65534
+
+
+def _sender(ctx: FileContext) -> tuple[int, int]:
+    """(pid, uid) of whoever opened the file, as the process sees them: the
+    sender kill(2) would have recorded (0 for a pid outside its pid
+    namespace, the overflow uid for a user outside its user namespace)."""
+    if ctx.opener is not None:
+        uid, _gid, _privileged, pid = ctx.opener
+    else:
+        uid, pid = os.getuid(), os.getpid()
+    if not procfs.same_namespace(ctx.pid, "pid"):
+        pid = 0
+    if not procfs.same_namespace(ctx.pid, "user"):
+        uid = OVERFLOW_UID
+    return pid, uid
+
+
+def _looks_like_bitmap(line: str) -> bool:
+    """A line of 0/1 longer than any signal number: meant as the bitmap
+    (so a short or long one is told so, not taken for signal numbers)."""
+    stripped = line.strip()
+    return len(stripped) >= 8 and not stripped.strip("01")
+
+
+def parse_pending_write(
+    text: str, replace: bool, sender: tuple[int, int]
+) -> tuple[list[bytes], bool]:
+    """The siginfos a write to ``pending`` or ``shared_pending`` queues, and
+    whether they are to be kept exactly (records) rather than sent the way
+    kill(2) would (signal names).  Three forms: the file itself (the
+    bitmap line, then records), records alone, or signal names and
+    numbers, each then queued as sent by ``sender`` with SI_USER.  Raises
+    FormatError for what cannot be written as it says."""
+    first = next((line for _, line in numbered_lines(text) if not is_comment(line)), None)
+    if first is None:
+        return [], True  # nothing: with ">", an empty queue
+    word = first.split(None, 1)[0]
+    if _looks_like_bitmap(first):
+        pending = pending_fmt.parse(text)
+        missing = pending.mask & ~sigset.mask_of(si.signo for si in pending.queue)
+        if missing:
+            names = " ".join(signal_name(k) for k in signals_of(missing))
+            raise FormatError(
+                None,
+                f"{names} set in the bitmap without a record: the kernel keeps a pending "
+                "bit without its siginfo only when it could not allocate one, and sigfs "
+                "cannot make that; write a record for it",
+            )
+        entries, exact = [si.raw for si in pending.queue], True
+    elif word == "sig":
+        entries = [si.raw for _, si in parse_located_records(numbered_lines(text))]
+        exact = True
+    else:
+        pid, uid = sender
+        entries = [
+            Siginfo.build(k, 0, SI_USER, spid=pid, suid=uid).raw
+            for k in pending_fmt.parse_signal_list(text)
+        ]
+        if not entries:
+            raise FormatError(None, "no signals named")
+        exact = False
+    seen: set[int] = set()
+    for raw in entries:
+        k = int.from_bytes(raw[0:4], "little", signed=True)
+        if k in (SIGKILL, SIGSTOP):
+            raise FormatError(
+                None,
+                f"{signal_name(k)} is never left pending: the kernel acts on it at once "
+                "(use kill(1))",
+            )
+        if replace and exact and k < state.SIGRTMIN and k in seen:
+            raise FormatError(
+                None,
+                f"two records of {signal_name(k)}: the kernel keeps one of each standard "
+                "signal (1-31)",
+            )
+        seen.add(k)
+    return entries, exact
+
+
+async def _store_pending(ctx: FileContext, data: bytes, shared: bool) -> None:
+    """Queue signals, or with ``>`` set the whole queue (see
+    :func:`parse_pending_write` and :func:`state.write_pending`).  The text
+    is checked before the process is stopped."""
+    if len(data) > pending_fmt.MAX_TEXT:
+        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than a queue takes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
+    replace = not ctx.append
+    try:
+        entries, exact = parse_pending_write(text, replace, _sender(ctx))
+    except FormatError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    if not entries and not replace:
+        ctx.log("unchanged")
+        return
+    done = await state.write_pending(
+        ctx.tracer, ctx.pid, ctx.tid, shared, entries, replace, exact, ctx.check_opener
+    )
+    ctx.log(f"changed: {done}" if not done.startswith("unchanged") else done)
+
+
+async def store_pending(ctx: FileContext, data: bytes) -> None:
+    await _store_pending(ctx, data, shared=False)
+
+
+async def store_shared_pending(ctx: FileContext, data: bytes) -> None:
+    await _store_pending(ctx, data, shared=True)
+
+
 # The second step of a two-step loader: the file's bytes, rendered.
 Render: TypeAlias = Callable[[], bytes]
 
@@ -336,14 +452,20 @@ ENTRIES: list[Entry] = [
         Scope.THREAD,
         load_pending,
         True,
-        "thread-private pending signals and their siginfo",
+        "thread-private pending signals and their siginfo; write records or SIG names",
+        mode=0o644,
+        store=store_pending,
+        injects=True,
     ),
     Entry(
         "sig/shared_pending",
         Scope.PROCESS,
         load_shared_pending,
         True,
-        "process-wide pending signals and their siginfo",
+        "process-wide pending signals and their siginfo; write records or SIG names",
+        mode=0o644,
+        store=store_shared_pending,
+        injects=True,
     ),
     Entry(
         "sig/waiters",

@@ -314,3 +314,12 @@ def start_time(pid: int) -> int:
     """Field 22 of /proc/PID/stat: tells a process from a later one with its pid."""
     text = _read(f"/proc/{pid}/stat")
     return int(text[text.rindex(")") + 2 :].split()[19])
+
+
+def same_namespace(pid: int, kind: str) -> bool:
+    """Whether process ``pid`` is in this process's namespace of ``kind``
+    ("pid", "user"); False when it cannot be told."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino == os.stat(f"/proc/self/ns/{kind}").st_ino
+    except OSError:
+        return False

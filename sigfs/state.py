@@ -269,3 +269,294 @@ def _pidfd_pid(tgid: int, tid: int, fd: int) -> int | None:
 def _s32(value: int) -> int:
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
+
+
+# Writing a pending queue (sig/pending, sig/shared_pending).
+SYS_RT_SIGTIMEDWAIT = 128
+SYS_RT_SIGQUEUEINFO = 129
+SYS_RT_TGSIGQUEUEINFO = 297
+SI_TKILL = -6
+SI_TIMER = -2
+SIGCONT = 18
+# The stop signals: queueing one drops a pending SIGCONT, and queueing
+# SIGCONT drops every pending one (prepare_signal()).
+STOP_SIGNALS = {19, 20, 21, 22}
+SIGRTMIN = 32
+
+
+def _signo(raw: bytes) -> int:
+    return int.from_bytes(raw[0:4], "little", signed=True)
+
+
+def _code(raw: bytes) -> int:
+    return int.from_bytes(raw[8:12], "little", signed=True)
+
+
+def _bits(raws: list[bytes]) -> int:
+    out = 0
+    for raw in raws:
+        out |= 1 << (_signo(raw) - 1)
+    return out
+
+
+def _names(mask: int) -> str:
+    from sigfs.signals import signal_name
+
+    return " ".join(signal_name(k) for k in range(1, 65) if mask >> (k - 1) & 1)
+
+
+def sigq(tgid: int) -> tuple[int, int]:
+    """(signals queued, RLIMIT_SIGPENDING) for the process's real user:
+    ``SigQ`` in /proc/PID/status."""
+    field = (procfs.read_status(tgid).get("SigQ") or "0/0").split("/")
+    return int(field[0]), int(field[1])
+
+
+def plan_pending(
+    old: list[bytes],
+    old_mask: int,
+    new: list[bytes],
+    replace: bool,
+    exact: bool,
+    elsewhere: int = 0,
+) -> tuple[dict[int, int], list[bytes], list[bytes], str]:
+    """What a write of ``new`` to a queue holding ``old`` (and ``old_mask``)
+    takes: (how many of each signal to take out, the siginfos to queue, the
+    queue expected after, a note for ``errors``).  Raises OSError (EBUSY)
+    for a write whose result the kernel would not keep as written.
+
+    ``replace`` (``>``): the queue becomes ``new``.  When the queue as it is
+    starts with ``new``'s first records, only the rest are queued; otherwise
+    everything is taken out first.  Without: ``new`` is queued after what is
+    there.  ``exact`` (siginfo records, to be restored byte for byte): a
+    standard signal (1-31) already pending is refused, since the kernel
+    keeps one of each; for signals named by a person it is merged, as
+    kill(2) would, and the note says so.  ``elsewhere``: the signals
+    pending in the process's other queues (SIGCONT and stop signals)."""
+    take: dict[int, int] = {}
+    if replace and not (_bits(old) == old_mask and new[: len(old)] == old):
+        # Everything out (a bit without a record: one, the kernel's
+        # one-per-standard-signal), then the whole of ``new`` in.
+        for k in range(1, 65):
+            if old_mask >> (k - 1) & 1:
+                take[k] = max(1, sum(1 for raw in old if _signo(raw) == k))
+        base, queue, mask = [], list(new), 0
+    elif replace:
+        base, queue, mask = list(old), new[len(old) :], old_mask
+    else:
+        base, queue, mask = list(old), list(new), old_mask
+    # SIGCONT and the stop signals cancel each other in every queue of the
+    # process, this one or not.
+    around = mask | elsewhere
+    kept: list[bytes] = []
+    merged = 0
+    for raw in queue:
+        k = _signo(raw)
+        if k < SIGRTMIN and mask >> (k - 1) & 1:
+            if exact:
+                raise OSError(
+                    errno.EBUSY,
+                    f"{_names(1 << (k - 1))} is already pending, and the kernel keeps one "
+                    "of each standard signal (1-31): write the whole queue with >",
+                )
+            merged |= 1 << (k - 1)
+            continue
+        if (
+            k == SIGCONT
+            and around & _mask_of(STOP_SIGNALS)
+            or (k in STOP_SIGNALS and around >> (SIGCONT - 1) & 1)
+        ):
+            other = "stop signals" if k == SIGCONT else "SIGCONT"
+            raise OSError(
+                errno.EBUSY,
+                f"queueing {_names(1 << (k - 1))} would make the kernel drop the pending "
+                f"{other}: the queue would not be what was written",
+            )
+        kept.append(raw)
+        mask |= 1 << (k - 1)
+        around |= 1 << (k - 1)
+    note = ""
+    if merged:
+        note = f"; already pending, merged as kill(2) would: {_names(merged)}"
+    return take, kept, base + kept, note
+
+
+def _pending_elsewhere(tgid: int, tid: int, shared: bool) -> int:
+    """The signals pending in the process's queues other than the one
+    written: the shared queue and every thread's own."""
+    out = 0
+    for t in procfs.list_tids(tgid):
+        try:
+            st = procfs.read_status(tgid, t)
+        except ProcessLookupError:
+            continue
+        if shared or t != tid:
+            out |= procfs.hex_field(st, "SigPnd")
+        if not shared:
+            out |= procfs.hex_field(st, "ShdPnd")
+    return out
+
+
+def _counts(raws: list[bytes]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for raw in raws:
+        out[_signo(raw)] = out.get(_signo(raw), 0) + 1
+    return out
+
+
+def _mask_of(signals: set[int]) -> int:
+    return sum(1 << (k - 1) for k in signals)
+
+
+async def write_pending(
+    tracer: Tracer,
+    tgid: int,
+    tid: int,
+    shared: bool,
+    new: list[bytes],
+    replace: bool,
+    exact: bool,
+    check: Callable[[], None] | None = None,
+) -> str:
+    """Make thread ``tid``'s private queue (or with ``shared`` the
+    process's) what was written: ``new`` raw siginfos queued after it, or
+    with ``replace`` instead of it (see :func:`plan_pending`).  Returns a
+    line for ``errors`` saying what changed.
+
+    Only the process itself can queue a siginfo the kernel would have made
+    (si_code >= 0, SI_TKILL): each is queued by an injected
+    rt_tgsigqueueinfo in the thread (for the shared queue rt_sigqueueinfo
+    in the leader), so it arrives byte for byte.  What is taken out is
+    taken by an injected rt_sigtimedwait with a zero timeout, one at a time,
+    each checked against the record it should be.  All in one stop:
+    ``check`` (the writer's permission) first, then the queue as it is,
+    the plan, the changes and, where nothing else can touch the queue (a
+    thread's own queue, or a frozen process), a read back that must be
+    exactly what was planned."""
+    if shared:
+        qtid = live_thread(tgid)
+        kernel_coded = any(_code(r) >= 0 or _code(r) == SI_TKILL for r in new)
+        if qtid != tgid and kernel_coded:
+            raise OSError(
+                errno.EBUSY,
+                "the thread group leader has exited: only it may queue a siginfo with "
+                "a kernel's si_code (or SI_TKILL) to its own process",
+            )
+    else:
+        qtid = tid
+    what = "shared" if shared else f"thread {qtid}'s"
+    async with tracer.stopped(tgid, qtid) as att:
+        if check is not None:
+            check()
+        if qtid in tracer.masked:
+            raise OSError(errno.EBUSY, f"thread {qtid} is running an injected syscall; try again")
+        try:
+            old = pt.peeksiginfo(qtid, shared)
+            st = procfs.read_status(tgid, qtid)
+        except pt.TraceError as exc:
+            if exc.errno == errno.ESRCH:
+                raise ProcessLookupError(errno.ESRCH, f"thread {qtid} exited") from None
+            raise
+        old_mask = procfs.hex_field(st, "ShdPnd" if shared else "SigPnd")
+        elsewhere = 0
+        if _bits(new) & _mask_of(STOP_SIGNALS | {SIGCONT}):
+            elsewhere = _pending_elsewhere(tgid, qtid, shared)
+        take, queue, expected, note = plan_pending(old, old_mask, new, replace, exact, elsewhere)
+        own: list[bytes] = []  # the thread's own queue, lifted and put back
+        if shared and take and procfs.hex_field(st, "SigPnd") & _mask_of(set(take)):
+            # rt_sigtimedwait takes from the thread's own queue first: take
+            # all of it out, and queue it again, in order, afterwards.
+            own = pt.peeksiginfo(qtid, False)
+            if _bits(own) != procfs.hex_field(st, "SigPnd") or any(
+                _code(r) == SI_TIMER for r in own
+            ):
+                raise OSError(
+                    errno.EBUSY,
+                    f"thread {qtid} has {_names(procfs.hex_field(st, 'SigPnd'))} pending "
+                    "itself, which cannot be taken out and queued again unchanged (a bit "
+                    "without its siginfo, or a POSIX timer's): the shared queue's cannot "
+                    "be taken out without it",
+                )
+        queued, limit = sigq(tgid)
+        taken = sum(take.values())
+        if queued - taken + len(queue) > limit:
+            raise OSError(
+                errno.EAGAIN,
+                f"{len(queue)} more queued signals would pass the user's RLIMIT_SIGPENDING "
+                f"({queued} of {limit} queued)",
+            )
+        if not take and not queue:
+            return f"unchanged{note}"
+        async with inject.Injection(tracer, att) as inj:
+            await _take_out(inj, _counts(own), own, qtid)
+            await _take_out(inj, take, old, qtid)
+            for i, raw in enumerate(queue):
+                inj.write(inj.scratch, raw)
+                if shared:
+                    r = await inj.syscall(SYS_RT_SIGQUEUEINFO, tgid, _signo(raw), inj.scratch)
+                else:
+                    r = await inj.syscall(
+                        SYS_RT_TGSIGQUEUEINFO, tgid, qtid, _signo(raw), inj.scratch
+                    )
+                if r != 0:
+                    raise OSError(
+                        errno.EIO,
+                        f"the kernel refused to queue {_names(1 << (_signo(raw) - 1))} "
+                        f"({os.strerror(-r) if -4096 < r < 0 else r}) after {i} of "
+                        f"{len(queue)} were queued: the {what} queue is changed, read it",
+                    )
+            for raw in own:
+                inj.write(inj.scratch, raw)
+                r = await inj.syscall(SYS_RT_TGSIGQUEUEINFO, tgid, qtid, _signo(raw), inj.scratch)
+                if r != 0:
+                    raise OSError(
+                        errno.EIO,
+                        f"thread {qtid}'s own queue could not be put back "
+                        f"({os.strerror(-r) if -4096 < r < 0 else r}): read it",
+                    )
+        if own and pt.peeksiginfo(qtid, False) != own:
+            raise OSError(errno.EIO, f"thread {qtid}'s own queue did not come back as it was")
+        if not shared or tgid in tracer.frozen:
+            now = pt.peeksiginfo(qtid, shared)
+            if now != expected:
+                raise OSError(
+                    errno.EIO,
+                    f"the {what} queue holds {len(now)} siginfos ({_names(_bits(now))}), "
+                    f"not the {len(expected)} written: read it",
+                )
+    parts = []
+    if take:
+        parts.append(f"took out {sum(take.values())} ({_names(_mask_of(set(take)))})")
+    if queue:
+        parts.append(f"queued {len(queue)} ({_names(_bits(queue))})")
+    return ", ".join(parts) + note
+
+
+async def _take_out(
+    inj: inject.Injection, take: dict[int, int], old: list[bytes], tid: int
+) -> None:
+    """rt_sigtimedwait(one signal, zero timeout) in the thread, as many times
+    as ``take`` says for each signal; each siginfo taken must be the one
+    ``old`` has next for it (none for a bit without a record)."""
+    if not take:
+        return
+    set_at, ts_at, info_at = inj.scratch, inj.scratch + 16, inj.scratch + 64
+    inj.write(ts_at, bytes(16))
+    for k, n in take.items():
+        records = [raw for raw in old if _signo(raw) == k]
+        inj.write(set_at, (1 << (k - 1)).to_bytes(8, "little"))
+        for i in range(n):
+            r = await inj.syscall(SYS_RT_SIGTIMEDWAIT, set_at, info_at, ts_at, 8)
+            if r != k:
+                raise OSError(
+                    errno.EIO,
+                    f"taking out {_names(1 << (k - 1))} in thread {tid} gave "
+                    f"{os.strerror(-r) if -4096 < r < 0 else r}: the queue changed meanwhile",
+                )
+            got = inj.read(info_at, 128)
+            if i < len(records) and got != records[i]:
+                raise OSError(
+                    errno.EIO,
+                    f"taking out {_names(1 << (k - 1))} in thread {tid} gave another "
+                    "siginfo than the queue showed: it changed meanwhile",
+                )
