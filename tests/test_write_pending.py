@@ -107,12 +107,31 @@ def test_a_frozen_process_keeps_what_was_queued_until_the_thaw(mnt, spawn) -> No
         write(f"{mnt.path}/{t.pid}/sig/pending", b"SIGUSR1\n", append=True)
         assert t.sigmask_fields()["SigPnd"] & bit(SIGUSR1)
         assert "sig 10: user 0 flags 0 errno 0 code 0\n" in mnt.read(f"{t.pid}/sig/pending")
+        # The shared queue, emptied and given one SIGTERM (its handler, h3).
+        write(f"{mnt.path}/{t.pid}/sig/shared_pending", b"SIGTERM\n")
+        assert t.sigmask_fields()["ShdPnd"] == bit(SIGTERM)
         assert mnt.read(f"{t.pid}/ctl") == "frozen\n"
     finally:
         write(ctl, b"thaw\n")
-    assert t.command("counts") == "counts h1=1 h2=0 h3=0"
+    assert t.command("counts") == "counts h1=1 h2=0 h3=1"
     assert not t.sigmask_fields()["SigPnd"] & bit(SIGUSR1)
     assert int(t.status()["TracerPid"]) == 0
+
+
+def test_a_spinning_process_gets_its_signals_and_notices_nothing_else(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """The counter target checks its register and memory on every turn of
+    its loop: queueing into it, stopped mid-instruction each time, changes
+    nothing but the signals it handles."""
+    t = spawn("counter")
+    for i in range(20):
+        file = "pending" if i % 2 == 0 else "shared_pending"
+        write(f"{mnt.path}/{t.pid}/sig/{file}", b"SIGUSR1\n", append=True)
+    deadline = time.monotonic() + 5
+    while t.command("sigs").split()[1] == "0" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert 1 <= int(t.command("sigs").split()[1]) <= 20
+    assert t.command("check").endswith(" ok")
+    assert "refused" not in mnt.read(f"{t.pid}/errors")
 
 
 def test_a_queue_copied_into_another_process_arrives_byte_for_byte(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
