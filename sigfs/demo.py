@@ -4,7 +4,8 @@ The target (tests/targets/handlers.c) installs handlers with distinct flags
 and masks, sets an altstack, blocks SIGUSR2 and SIGRTMIN+5 and queues signals
 to itself.  The demo reads its files through the mount, changes its signal
 mask live through ``sig/blocked`` (unblocking SIGUSR2 delivers the two that
-were pending to its handler), freezes and thaws it through ``ctl``,
+were pending to its handler), queues signals through ``sig/pending`` and
+copies its shared queue out and back, freezes and thaws it through ``ctl``,
 checkpoints it with ``--leave-running`` and checks the image with ``sigfs
 verify`` (then checkpoints it with ``--pre-copy`` too), and cleans up.
 """
@@ -79,6 +80,18 @@ def main() -> int:
         target.stdin.flush()
         print(f"the target says: {target.stdout.readline().strip()}", flush=True)
         show_cmd(f"echo +SIGKILL > {d}/sig/blocked; tail -3 {d}/errors")
+        step("queue signals: SIGRTMIN+5 (blocked: it stays pending), SIGUSR2 (handled at once)")
+        show_cmd(f"echo SIGRTMIN+5 >> {d}/sig/pending; cat {d}/sig/pending")
+        show_cmd(f"echo SIGUSR2 >> {d}/sig/shared_pending")
+        target.stdin.write("counts\n")
+        target.stdin.flush()
+        print(f"the target says: {target.stdout.readline().strip()}", flush=True)
+        step("copy a queue out and back: > replaces, each siginfo byte for byte")
+        show_cmd(
+            f"cp {d}/sig/shared_pending /tmp/sigfs-demo-queue; echo > {d}/sig/shared_pending; "
+            f"cat {d}/sig/shared_pending; cat /tmp/sigfs-demo-queue > {d}/sig/shared_pending; "
+            f"cat {d}/sig/shared_pending; rm /tmp/sigfs-demo-queue; tail -3 {d}/errors"
+        )
         step("freeze and thaw through ctl: no signal the process could see")
         show_cmd(f"echo freeze > {d}/ctl; cat {d}/ctl; grep State /proc/{pid}/status")
         show_cmd(f"echo thaw > {d}/ctl; cat {d}/ctl; grep State /proc/{pid}/status")

@@ -225,7 +225,8 @@ def test_output_that_cannot_be_written(spawn, tmp_path) -> None:  # type: ignore
 
 def test_make_demo_shows_a_live_change_and_a_checkpoint() -> None:
     """`make demo` (sigfs.demo) end to end: it mounts, changes the target's
-    mask live (the unblocked SIGUSR2s reach their handler), checkpoints and
+    mask live (the unblocked SIGUSR2s reach their handler), queues signals,
+    checkpoints and
     verifies, and cleans up."""
     res = subprocess.run(
         [sys.executable, "-m", "sigfs.demo"],
@@ -239,6 +240,10 @@ def test_make_demo_shows_a_live_change_and_a_checkpoint() -> None:
     assert "Traceback" not in out, out
     assert "the target says: counts h1=0 h2=2 h3=0" in out, out
     assert "sig/blocked: write refused: SIGKILL and SIGSTOP cannot be blocked" in out
+    # A queued SIGUSR2 reached its handler; the shared queue went out and back.
+    assert "the target says: counts h1=0 h2=3 h3=0" in out, out
+    assert "sig/shared_pending: changed: took out 2 (SIGRTMIN+5)" in out
+    assert "sig/shared_pending: changed: queued 2 (SIGRTMIN+5)" in out
     assert "image matches the live files" in out
     assert "== unmounted" in out
     with open("/proc/mounts") as f:
