@@ -313,6 +313,28 @@ async def store_shared_pending(ctx: FileContext, data: bytes) -> None:
     await _store_pending(ctx, data, shared=True)
 
 
+async def store_altstack(ctx: FileContext, data: bytes) -> None:
+    """A new alternate signal stack for the thread: the file's own
+    ``sp size flags`` line, set with an injected sigaltstack and read back
+    (:func:`state.set_altstack`).  Checked before the thread is stopped."""
+    if ctx.append:
+        raise OSError(errno.EINVAL, "an alternate stack is replaced, not added to: use >")
+    if len(data) > altstack_fmt.MAX_TEXT:
+        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than a stack line takes")
+    try:
+        new = altstack_fmt.parse(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
+    except FormatError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    old, now = await state.set_altstack(ctx.tracer, ctx.pid, ctx.tid, new, ctx.check_opener)
+    if old == now:
+        ctx.log("unchanged")
+    else:
+        was = altstack_fmt.render(old).strip()
+        ctx.log(f"changed: {altstack_fmt.render(now).strip()} (was {was})")
+
+
 # The second step of a two-step loader: the file's bytes, rendered.
 Render: TypeAlias = Callable[[], bytes]
 
@@ -434,7 +456,9 @@ ENTRIES: list[Entry] = [
         Scope.THREAD,
         load_altstack,
         True,
-        "sigaltstack: sp size flags",
+        "sigaltstack: sp size flags; write one to change it",
+        mode=0o644,
+        store=store_altstack,
         injects=True,
         batch=batch_altstack,
     ),

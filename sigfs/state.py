@@ -560,3 +560,107 @@ async def _take_out(
                     f"taking out {_names(1 << (k - 1))} in thread {tid} gave another "
                     "siginfo than the queue showed: it changed meanwhile",
                 )
+
+
+# Writing sig/altstack.
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
+ALTSTACK_FLAGS = SS_ONSTACK | SS_DISABLE | SS_AUTODISARM
+
+
+def _rw_mapped(tgid: int, start: int, end: int) -> bool:
+    """Whether [start, end) lies in read-write mappings of the process,
+    side by side with no hole (/proc/PID/maps)."""
+    at = start
+    for line in procfs.read_maps(tgid).splitlines():
+        fields = line.split(None, 5)
+        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+        if hi <= at:
+            continue
+        if lo > at or not fields[1].startswith("rw"):
+            return False
+        at = hi
+        if at >= end:
+            return True
+    return False
+
+
+async def set_altstack(
+    tracer: Tracer,
+    tgid: int,
+    tid: int,
+    new: AltStack,
+    check: Callable[[], None] | None = None,
+) -> tuple[AltStack, AltStack]:
+    """Give thread ``tid`` the alternate signal stack ``new`` with an
+    injected sigaltstack(&new, &old) and read it back; returns (old, now).
+
+    SS_ONSTACK is what the thread is doing (running a handler on that
+    stack), not a setting: it is ignored on input, and the stack of a
+    thread on it cannot be changed (the kernel's EPERM, refused as EBUSY).
+    A stack that is not disabled must lie in read-write memory of the
+    process: a signal delivered on anything else would kill it.  The
+    kernel's own refusals (a size under its minimum, ENOMEM) change
+    nothing and come back as EINVAL."""
+    flags = new.flags & ~SS_ONSTACK
+    if new.flags & ~ALTSTACK_FLAGS:
+        raise OSError(
+            errno.EINVAL,
+            f"flags {new.flags:#x}: only SS_DISABLE (2) and SS_AUTODISARM ({SS_AUTODISARM}) "
+            "can be set",
+        )
+    disable = bool(flags & SS_DISABLE)
+    if disable:
+        flags = SS_DISABLE  # sp and size are dropped by the kernel; so is the rest
+    if not disable and (new.size == 0 or new.sp + new.size > 1 << 64):
+        raise OSError(errno.EINVAL, f"a stack of {new.size} bytes at {new.sp:#x} is not a stack")
+    async with tracer.stopped(tgid, tid) as att:
+        if check is not None:
+            check()
+        if tid in tracer.masked:
+            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        if not disable and not _rw_mapped(tgid, new.sp, new.sp + new.size):
+            raise OSError(
+                errno.EINVAL,
+                f"{new.sp:#x}..{new.sp + new.size:#x} is not read-write memory of the process "
+                "(see its mm): a signal delivered there would kill it",
+            )
+        async with inject.Injection(tracer, att) as inj:
+            old = AltStack(*await inject.read_altstack(inj))
+            want = (0, 0, SS_DISABLE) if disable else (new.sp, new.size, flags)
+            if (old.sp, old.size, old.flags & ~SS_ONSTACK) == want:
+                return old, old
+            if old.flags & SS_ONSTACK:
+                raise OSError(
+                    errno.EBUSY,
+                    f"thread {tid} is running a signal handler on its alternate stack, which "
+                    "cannot be changed until it returns",
+                )
+            inj.write(
+                inj.scratch,
+                inject.STACK_T.pack(
+                    new.sp if not disable else 0,
+                    _s32(flags),
+                    0,
+                    new.size if not disable else 0,
+                ),
+            )
+            r = await inj.syscall(inject.SYS["sigaltstack"], inj.scratch, 0)
+            if r == -errno.ENOMEM:
+                raise OSError(
+                    errno.EINVAL, f"{new.size} bytes is less than the kernel's minimum for a stack"
+                )
+            if r == -errno.EPERM:
+                raise OSError(errno.EBUSY, f"thread {tid} is on its alternate stack")
+            if r != 0:
+                raise OSError(
+                    errno.EINVAL if r == -errno.EINVAL else errno.EIO,
+                    f"sigaltstack in thread {tid}: {os.strerror(-r) if -4096 < r < 0 else r}",
+                )
+            now = AltStack(*await inject.read_altstack(inj))
+            if (now.sp, now.size, now.flags & ~SS_ONSTACK) != want:
+                raise OSError(
+                    errno.EIO,
+                    f"thread {tid}'s stack is {now.sp:#x} {now.size} {now.flags}, not what was "
+                    "written",
+                )
+    return old, now
