@@ -335,6 +335,27 @@ async def store_altstack(ctx: FileContext, data: bytes) -> None:
         ctx.log(f"changed: {altstack_fmt.render(now).strip()} (was {was})")
 
 
+async def store_action(ctx: FileContext, data: bytes) -> None:
+    """New sigactions: lines of the file (all 64, as ``cp`` of the file
+    back writes them, or some: the others keep theirs), each set with an
+    injected rt_sigaction and read back (:func:`state.set_actions`)."""
+    if ctx.append:
+        raise OSError(errno.EINVAL, "sigactions are replaced, not added to: use >")
+    if len(data) > action_fmt.MAX_TEXT:
+        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than the sigactions take")
+    try:
+        acts = action_fmt.parse_some(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
+    except FormatError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    changed = await state.set_actions(ctx.tracer, ctx.pid, acts, ctx.check_opener)
+    if not changed:
+        ctx.log("unchanged")
+    for old, new in changed:
+        ctx.log(f"changed: {action_fmt.render_line(new)} (was {action_fmt.render_line(old)})")
+
+
 # The second step of a two-step loader: the file's bytes, rendered.
 Render: TypeAlias = Callable[[], bytes]
 
@@ -447,7 +468,9 @@ ENTRIES: list[Entry] = [
         Scope.PROCESS,
         _two_steps(collect_action),
         True,
-        "the 64 sigactions: signum flags mask handler restorer",
+        "the 64 sigactions: signum flags mask handler restorer; write lines to change them",
+        mode=0o644,
+        store=store_action,
         injects=True,
         collect=collect_action,
     ),

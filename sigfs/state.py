@@ -664,3 +664,111 @@ async def set_altstack(
                     "written",
                 )
     return old, now
+
+
+# Writing sig/action.
+SA_RESTORER = 0x04000000
+# The sa_flags bits the kernel keeps on x86-64 (UAPI_SA_FLAGS); it clears
+# any other silently.
+SA_KEPT = 0x1 | 0x2 | 0x4 | 0x800 | SA_RESTORER | 0x08000000 | 0x10000000 | 0x40000000 | 0x80000000
+
+
+def _executable(maps: list[tuple[int, int, str]], addr: int) -> bool:
+    return any(lo <= addr < hi and perms[2] == "x" for lo, hi, perms in maps)
+
+
+def check_actions(tgid: int, acts: list[SigAction]) -> None:
+    """Refuse (EINVAL) what the kernel would drop or change silently, or what
+    would kill the process at the next delivery: SIGKILL and SIGSTOP other
+    than their default, SIGKILL/SIGSTOP in a mask, flags the kernel does
+    not keep, a handler without SA_RESTORER (a 64-bit handler returns only
+    through it), a handler or restorer outside the process's executable
+    mappings."""
+    maps: list[tuple[int, int, str]] | None = None
+    for a in acts:
+        name = _names(1 << (a.signum - 1))
+        if a.signum in (9, 19) and (a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0):
+            raise OSError(errno.EINVAL, f"{name}'s action cannot be changed")
+        if a.mask & UNBLOCKABLE:
+            raise OSError(errno.EINVAL, f"{name}: SIGKILL and SIGSTOP cannot be in a mask")
+        if a.flags & ~SA_KEPT:
+            raise OSError(
+                errno.EINVAL, f"{name}: flags {a.flags & ~SA_KEPT:#x} are not kept by the kernel"
+            )
+        if a.handler <= 1:
+            continue  # SIG_DFL, SIG_IGN: the restorer is never used
+        if not a.flags & SA_RESTORER:
+            raise OSError(
+                errno.EINVAL,
+                f"{name}: a handler without SA_RESTORER (0x4000000) cannot return on x86-64; "
+                "the kernel would kill the process at delivery",
+            )
+        if maps is None:
+            maps = []
+            for line in procfs.read_maps(tgid).splitlines():
+                fields = line.split(None, 5)
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                maps.append((lo, hi, fields[1]))
+        for what, addr in (("handler", a.handler), ("restorer", a.restorer)):
+            if not _executable(maps, addr):
+                raise OSError(
+                    errno.EINVAL,
+                    f"{name}: {what} {addr:#x} is not in executable memory of the process "
+                    "(see its mm): a delivery would kill it",
+                )
+
+
+async def set_actions(
+    tracer: Tracer, tgid: int, acts: list[SigAction], check: Callable[[], None] | None = None
+) -> list[tuple[SigAction, SigAction]]:
+    """Give the process the sigactions ``acts`` (the other signals keep
+    theirs), each with an injected rt_sigaction in one stop of a live
+    thread, and read back; returns (old, new) for those that changed.  The
+    addresses are checked against the mappings in the same stop
+    (:func:`check_actions`).  Setting SIG_IGN discards what is pending of
+    that signal, as it would for the process's own sigaction()."""
+    tid = live_thread(tgid)
+    changed: list[tuple[SigAction, SigAction]] = []
+    async with tracer.stopped(tgid, tid) as att:
+        if check is not None:
+            check()
+        if tid in tracer.masked:
+            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        check_actions(tgid, acts)
+        async with inject.Injection(tracer, att) as inj:
+            current = await inject.read_sigactions(inj)
+            for a in acts:
+                h, f, r, m = current[a.signum - 1]
+                old = SigAction(signum=a.signum, handler=h, flags=f, restorer=r, mask=m)
+                if old != a:
+                    changed.append((old, a))
+            done: list[tuple[SigAction, SigAction]] = []
+            try:
+                for old, new in changed:
+                    await _sigaction(inj, new)
+                    done.append((old, new))
+            except BaseException:
+                for old, _new in reversed(done):
+                    await _sigaction(inj, old)
+                raise
+    return changed
+
+
+async def _sigaction(inj: inject.Injection, a: SigAction) -> None:
+    """rt_sigaction(signum, &a, NULL) in the thread, and read back."""
+    put, got = inj.scratch, inj.scratch + 64
+    inj.write(put, inject.KSIGACTION.pack(a.handler, a.flags, a.restorer, a.mask))
+    r = await inj.syscall(inject.SYS["rt_sigaction"], a.signum, put, 0, 8)
+    if r != 0:
+        raise OSError(
+            errno.EINVAL if r == -errno.EINVAL else errno.EIO,
+            f"rt_sigaction({a.signum}): {os.strerror(-r) if -4096 < r < 0 else r}",
+        )
+    await inj.check(inject.SYS["rt_sigaction"], a.signum, 0, got, 8)
+    h, f, rs, m = inject.KSIGACTION.unpack(inj.read(got, inject.KSIGACTION.size))
+    if (h, f, rs, m) != (a.handler, a.flags, a.restorer, a.mask):
+        raise OSError(
+            errno.EIO,
+            f"the kernel kept {h:#x} {f:#x} {rs:#x} {m:#x} for signal {a.signum}, not what "
+            "was written",
+        )

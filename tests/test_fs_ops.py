@@ -62,8 +62,8 @@ def test_lookup_and_getattr(spawn) -> None:  # type: ignore[no-untyped-def]
         assert stat.S_ISREG(blocked.st_mode) and blocked.st_mode & 0o777 == 0o644
         pending = await fs.lookup(sig.st_ino, b"pending", ME)
         assert pending.st_mode & 0o777 == 0o644
-        action = await fs.lookup(sig.st_ino, b"action", ME)
-        assert action.st_mode & 0o777 == 0o444
+        waiters = await fs.lookup(sig.st_ino, b"waiters", ME)
+        assert waiters.st_mode & 0o777 == 0o444
         ctl = await fs.lookup(attr.st_ino, b"ctl", ME)
         assert ctl.st_mode & 0o777 == 0o644
         assert (await fs.getattr(blocked.st_ino, ME)).st_ino == blocked.st_ino
@@ -81,7 +81,7 @@ def test_open_errors(spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("counter")
     fs = SigFS()
     blocked = inode_of(t.pid, "sig", "blocked")
-    assert errno_of(fs.open, inode_of(t.pid, "sig", "action"), os.O_WRONLY, ME) == errno.EACCES
+    assert errno_of(fs.open, inode_of(t.pid, "regs"), os.O_WRONLY, ME) == errno.EACCES
     assert errno_of(fs.open, inode_of(t.pid, "sig"), os.O_RDONLY, ME) == errno.EISDIR
     # The target reading its own ptrace-backed file: refused, never hung.
     assert errno_of(fs.open, inode_of(t.pid, "sig", "pending"), 0, Ctx(t.pid)) == errno.EDEADLK

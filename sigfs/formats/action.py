@@ -26,7 +26,17 @@ from sigfs.formats.sigset import FULL, parse_bitmap, render_bitmap
 from sigfs.record import record
 from sigfs.signals import NSIG, parse_signal, signal_name
 
-__all__ = ["SIG_DFL", "SIG_IGN", "HEADER", "MAX_TEXT", "SigAction", "Actions", "render", "parse"]
+__all__ = [
+    "SIG_DFL",
+    "SIG_IGN",
+    "HEADER",
+    "MAX_TEXT",
+    "SigAction",
+    "Actions",
+    "render",
+    "parse",
+    "parse_some",
+]
 
 SIG_DFL = 0
 SIG_IGN = 1
@@ -126,6 +136,28 @@ def _parse_line(number: int, line: str) -> SigAction:
 
 def parse(text: str) -> Actions:
     """Parse an ``action`` file: exactly one line for each signal 1..64, in any order."""
+    seen, last = _lines(text)
+    missing = [k for k in range(1, NSIG + 1) if k not in seen]
+    if missing:
+        listed = " ".join(str(k) for k in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise FormatError(
+            last,
+            f"end of input: expected a line for each signal 1..{NSIG}; "
+            f"{len(missing)} missing: {listed}",
+        )
+    return Actions(tuple(seen[k][1] for k in range(1, NSIG + 1)))
+
+
+def parse_some(text: str) -> list[SigAction]:
+    """Lines for some signals, each at most once, in signal order: what a
+    write of part of the file says (the signals not named keep theirs)."""
+    seen, last = _lines(text)
+    if not seen:
+        raise FormatError(last, "end of input: expected 'signum flags mask handler restorer' lines")
+    return [seen[k][1] for k in sorted(seen)]
+
+
+def _lines(text: str) -> tuple[dict[int, tuple[int, SigAction]], int]:
     check_size(text, MAX_TEXT, "action")
     seen: dict[int, tuple[int, SigAction]] = {}
     last = 1
@@ -139,12 +171,4 @@ def parse(text: str) -> Actions:
                 number, f"signal {act.signum} given twice (also on line {seen[act.signum][0]})"
             )
         seen[act.signum] = (number, act)
-    missing = [k for k in range(1, NSIG + 1) if k not in seen]
-    if missing:
-        listed = " ".join(str(k) for k in missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise FormatError(
-            last,
-            f"end of input: expected a line for each signal 1..{NSIG}; "
-            f"{len(missing)} missing: {listed}",
-        )
-    return Actions(tuple(seen[k][1] for k in range(1, NSIG + 1)))
+    return seen, last
