@@ -1,0 +1,65 @@
+"""The signal state of a checkpoint image written back into the process, in
+the order the README gives, after every piece of it was changed: each file
+then reads as in the image, and the process's own view is as before."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sigfs.formats.sigset import render_bitmap
+
+pytestmark = pytest.mark.mount
+
+SIGFS = str(Path(sys.executable).parent / "sigfs")
+# The README's order: handlers and stacks before anything can be delivered,
+# the mask before the queues it holds back.
+ORDER = ["sig/altstack", "sig/action", "sig/blocked", "sig/shared_pending", "sig/pending"]
+
+
+def write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        assert os.write(fd, data) == len(data)
+    finally:
+        os.close(fd)
+
+
+def own_view(t) -> list[str]:  # type: ignore[no-untyped-def]
+    t.send("dump")
+    lines = []
+    while (line := t.readline()) != "end":
+        lines.append(line)
+    return lines
+
+
+def test_an_image_s_signal_state_written_back_in_order(mnt, spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("handlers")
+    image = tmp_path / "img"
+    subprocess.run(
+        [SIGFS, "checkpoint", str(t.pid), str(image), "--leave-running", "--quiet"],
+        check=True,
+        timeout=60,
+    )
+    before = own_view(t)
+    d = f"{mnt.path}/{t.pid}"
+    # Everything changed: queues emptied, nothing blocked, no altstack,
+    # every action back to SIG_DFL.
+    write(f"{d}/sig/shared_pending", b"\n")
+    write(f"{d}/sig/pending", b"\n")
+    write(f"{d}/sig/blocked", b"\n")
+    write(f"{d}/sig/altstack", b"0x0 0 2\n")
+    zero = render_bitmap(0)
+    write(f"{d}/sig/action", "".join(f"{k} 0x0 {zero} 0x0 0x0\n" for k in range(1, 65)).encode())
+    changed = own_view(t)
+    assert changed != before
+    for rel in ORDER:
+        write(f"{d}/{rel}", (image / rel).read_bytes())
+    for rel in ORDER:
+        assert mnt.read(f"{t.pid}/{rel}") == (image / rel).read_text(), rel
+    assert own_view(t) == before
+    assert t.command("counts") == "counts h1=0 h2=0 h3=0"
