@@ -199,23 +199,40 @@ async def load_shared_pending(ctx: FileContext) -> bytes:
     return await _load_pending(ctx, shared=True)
 
 
+# The bytes of a siginfo the kernel keeps once queued (sizeof(struct
+# kernel_siginfo) on x86-64): a record with others set cannot be queued.
+KERNEL_SIGINFO = 48
 # What the kernel puts in si_uid for a sender it cannot map (overflowuid).
 OVERFLOW_UID = 65534
 
 
 def _sender(ctx: FileContext) -> tuple[int, int]:
-    """(pid, uid) of whoever opened the file, as the process sees them: the
-    sender kill(2) would have recorded (0 for a pid outside its pid
-    namespace, the overflow uid for a user outside its user namespace)."""
+    """(pid, uid) of whoever opened the file, as kill(2) from it would have
+    recorded them in the process: its pid in the process's pid namespace (0
+    when it is not in it or the daemon's), its real uid (the overflow uid
+    when the process is in another user namespace)."""
     if ctx.opener is not None:
         uid, _gid, _privileged, pid = ctx.opener
     else:
         uid, pid = os.getuid(), os.getpid()
-    if not procfs.same_namespace(ctx.pid, "pid"):
+    try:
+        st = procfs.read_status(pid)
+        uid = int((st.get("Uid") or str(uid)).split()[0])  # real, not the FUSE fsuid
+        same = _ns_inode(pid, "pid") == _ns_inode(ctx.pid, "pid")
+        ns_pid = int((st.get("NSpid") or str(pid)).split()[-1])
+    except (OSError, ValueError):
+        same, ns_pid = False, pid
+    if same:
+        pid = ns_pid
+    elif not procfs.same_namespace(ctx.pid, "pid"):
         pid = 0
     if not procfs.same_namespace(ctx.pid, "user"):
         uid = OVERFLOW_UID
     return pid, uid
+
+
+def _ns_inode(pid: int, kind: str) -> int:
+    return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
 
 
 def _looks_like_bitmap(line: str) -> bool:
@@ -265,6 +282,12 @@ def parse_pending_write(
     seen: set[int] = set()
     for raw in entries:
         k = int.from_bytes(raw[0:4], "little", signed=True)
+        if any(raw[KERNEL_SIGINFO:]):
+            raise FormatError(
+                None,
+                f"a {signal_name(k)} record has bytes past the first {KERNEL_SIGINFO}: the "
+                "kernel keeps only those of a queued siginfo (its kernel_siginfo)",
+            )
         if k in (SIGKILL, SIGSTOP):
             raise FormatError(
                 None,

@@ -22,6 +22,7 @@ import trio
 from sigfs import __version__, access, procfs
 from sigfs.files import TREE, ErrorLog, FileContext
 from sigfs.pages import StreamReader
+from sigfs.state import PARTWAY
 from sigfs.tracer import KeyedLocks, Tracer
 from sigfs.tracerd import TracerClient
 from sigfs.tree import ROOT_INODE, Node, Place, decode, encode
@@ -517,7 +518,12 @@ class SigFS(pyfuse3.Operations):
             except ProcessLookupError:
                 raise pyfuse3.FUSEError(errno.ESRCH) from None
             except OSError as exc:
-                fctx.log(f"write refused: {exc.strerror or exc}")
+                message = exc.strerror or str(exc)
+                if message.startswith(PARTWAY):
+                    # The process was changed before the failure: not "refused".
+                    fctx.log(f"write failed, {message}")
+                else:
+                    fctx.log(f"write refused: {message}")
                 raise
             return len(buf)
 

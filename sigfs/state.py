@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from sigfs import inject, procfs
+from sigfs import aio, inject, procfs
 from sigfs import ptrace_raw as pt
 from sigfs.formats.action import Actions, SigAction
 from sigfs.formats.altstack import AltStack
@@ -408,6 +408,34 @@ def _mask_of(signals: set[int]) -> int:
     return sum(1 << (k - 1) for k in signals)
 
 
+#: How a failure that changed the process begins its message: the
+#: ``errors`` line then says so instead of "write refused" (see fs.write).
+PARTWAY = "changed partway: "
+
+
+def _ns_last(st: procfs.Status, key: str, default: int) -> int:
+    """The last number of ``NSpid``/``NStgid``: the id as the process's own
+    pid namespace has it (what its syscalls take)."""
+    field = (st.get(key) or "").split()
+    return int(field[-1]) if field else default
+
+
+def _limited(raw: bytes) -> bool:
+    """Whether queueing this siginfo counts against RLIMIT_SIGPENDING: the
+    kernel lets a standard signal with a kernel's si_code (>= 0) pass the
+    limit, and queues any other over it without its siginfo (or refuses)."""
+    return not (_signo(raw) < SIGRTMIN and _code(raw) >= 0)
+
+
+def _same_siginfo(taken: bytes, shown: bytes) -> bool:
+    """Whether a siginfo taken out is the record the queue showed.  A POSIX
+    timer's is rewritten as it is taken out (its overrun count, its private
+    word), so only its signal, code, timer id and value are compared."""
+    if _code(shown) == SI_TIMER:
+        return taken[:20] == shown[:20] and taken[24:32] == shown[24:32]
+    return taken == shown
+
+
 async def write_pending(
     tracer: Tracer,
     tgid: int,
@@ -426,13 +454,15 @@ async def write_pending(
     Only the process itself can queue a siginfo the kernel would have made
     (si_code >= 0, SI_TKILL): each is queued by an injected
     rt_tgsigqueueinfo in the thread (for the shared queue rt_sigqueueinfo
-    in the leader), so it arrives byte for byte.  What is taken out is
-    taken by an injected rt_sigtimedwait with a zero timeout, one at a time,
-    each checked against the record it should be.  All in one stop:
-    ``check`` (the writer's permission) first, then the queue as it is,
-    the plan, the changes and, where nothing else can touch the queue (a
-    thread's own queue, or a frozen process), a read back that must be
-    exactly what was planned."""
+    in the leader), so it arrives byte for byte; the ids passed are the
+    ones of the process's own pid namespace.  What is taken out is taken by
+    an injected rt_sigtimedwait with a zero timeout, one at a time, each
+    checked against the record it should be.  All in one stop: ``check``
+    (the writer's permission) first, then the queue as it is, the plan, the
+    changes and, where nothing else can touch the queue (a thread's own
+    queue, or a frozen process), a read back that must be exactly what was
+    planned.  Should a step fail after siginfos were taken out, what was
+    queued meanwhile is taken out again and they are queued back, in order."""
     if shared:
         qtid = live_thread(tgid)
         kernel_coded = any(_code(r) >= 0 or _code(r) == SI_TKILL for r in new)
@@ -478,51 +508,82 @@ async def write_pending(
                     "be taken out without it",
                 )
         queued, limit = sigq(tgid)
-        taken = sum(take.values())
-        if queued - taken + len(queue) > limit:
+        taken = sum(1 for r in old if _signo(r) in take and _limited(r))
+        adding = sum(1 for r in queue if _limited(r))
+        if adding and queued - taken + adding > limit:
             raise OSError(
                 errno.EAGAIN,
-                f"{len(queue)} more queued signals would pass the user's RLIMIT_SIGPENDING "
+                f"{adding} more queued signals would pass the user's RLIMIT_SIGPENDING "
                 f"({queued} of {limit} queued)",
             )
         if not take and not queue:
             return f"unchanged{note}"
-        async with inject.Injection(tracer, att) as inj:
-            await _take_out(inj, _counts(own), own, qtid)
-            await _take_out(inj, take, old, qtid)
-            for i, raw in enumerate(queue):
-                inj.write(inj.scratch, raw)
-                if shared:
-                    r = await inj.syscall(SYS_RT_SIGQUEUEINFO, tgid, _signo(raw), inj.scratch)
-                else:
-                    r = await inj.syscall(
-                        SYS_RT_TGSIGQUEUEINFO, tgid, qtid, _signo(raw), inj.scratch
-                    )
-                if r != 0:
+        ns_tgid, ns_tid = _ns_last(st, "NStgid", tgid), _ns_last(st, "NSpid", qtid)
+
+        async def put(inj: inject.Injection, raw: bytes, to_shared: bool) -> int:
+            inj.write(inj.scratch, raw)
+            if to_shared:
+                return await inj.syscall(SYS_RT_SIGQUEUEINFO, ns_tgid, _signo(raw), inj.scratch)
+            return await inj.syscall(
+                SYS_RT_TGSIGQUEUEINFO, ns_tgid, ns_tid, _signo(raw), inj.scratch
+            )
+
+        # Shielded throughout: a cancelled request must not stop between a
+        # take-out and its putting back.
+        with aio.shield():
+            async with inject.Injection(tracer, att) as inj:
+                out_own: list[bytes] = []
+                out_queue: list[bytes] = []
+                done: list[bytes] = []
+                try:
+                    await _take_out(inj, _counts(own), own, qtid, out_own)
+                    await _take_out(inj, take, old, qtid, out_queue)
+                    for i, raw in enumerate(queue):
+                        r = await put(inj, raw, shared)
+                        if r != 0:
+                            raise OSError(
+                                errno.EIO,
+                                f"the kernel refused to queue {_names(1 << (_signo(raw) - 1))} "
+                                f"({os.strerror(-r) if -4096 < r < 0 else r}) after {i} of "
+                                f"{len(queue)}",
+                            )
+                        done.append(raw)
+                    for raw in own:
+                        r = await put(inj, raw, False)
+                        if r != 0:
+                            raise OSError(
+                                errno.EIO,
+                                f"thread {qtid}'s own queue could not be put back "
+                                f"({os.strerror(-r) if -4096 < r < 0 else r})",
+                            )
+                        out_own.pop(0)  # back in place
+                except Exception as exc:
+                    if not (out_own or out_queue):
+                        if done:
+                            raise OSError(
+                                errno.EIO,
+                                f"{PARTWAY}{len(done)} of {len(queue)} queued; the {what} queue "
+                                f"holds them: read it ({exc})",
+                            ) from None
+                        raise
+                    back = await _put_back(inj, put, shared, done, out_queue, out_own, qtid)
                     raise OSError(
                         errno.EIO,
-                        f"the kernel refused to queue {_names(1 << (_signo(raw) - 1))} "
-                        f"({os.strerror(-r) if -4096 < r < 0 else r}) after {i} of "
-                        f"{len(queue)} were queued: the {what} queue is changed, read it",
-                    )
-            for raw in own:
-                inj.write(inj.scratch, raw)
-                r = await inj.syscall(SYS_RT_TGSIGQUEUEINFO, tgid, qtid, _signo(raw), inj.scratch)
-                if r != 0:
-                    raise OSError(
-                        errno.EIO,
-                        f"thread {qtid}'s own queue could not be put back "
-                        f"({os.strerror(-r) if -4096 < r < 0 else r}): read it",
-                    )
+                        (
+                            f"{exc}; the {what} queue was put back as it was"
+                            if back
+                            else f"{PARTWAY}{exc}; the {what} queue could not be put back: read it"
+                        ),
+                    ) from None
         if own and pt.peeksiginfo(qtid, False) != own:
-            raise OSError(errno.EIO, f"thread {qtid}'s own queue did not come back as it was")
+            raise OSError(errno.EIO, f"{PARTWAY}thread {qtid}'s own queue did not come back")
         if not shared or tgid in tracer.frozen:
             now = pt.peeksiginfo(qtid, shared)
             if now != expected:
                 raise OSError(
                     errno.EIO,
-                    f"the {what} queue holds {len(now)} siginfos ({_names(_bits(now))}), "
-                    f"not the {len(expected)} written: read it",
+                    f"{PARTWAY}the {what} queue holds {len(now)} siginfos "
+                    f"({_names(_bits(now))}), not the {len(expected)} written: read it",
                 )
     parts = []
     if take:
@@ -532,16 +593,46 @@ async def write_pending(
     return ", ".join(parts) + note
 
 
+async def _put_back(
+    inj: inject.Injection,
+    put: Callable[[inject.Injection, bytes, bool], Awaitable[int]],
+    shared: bool,
+    done: list[bytes],
+    out_queue: list[bytes],
+    out_own: list[bytes],
+    tid: int,
+) -> bool:
+    """After a failure: take out again what was queued (``done``: the queue
+    then holds nothing else of those signals, everything having been taken
+    out before), queue back what was taken out, the thread's own queue
+    last.  True if every step went as planned."""
+    ok = True
+    try:
+        if done:
+            scratch: list[bytes] = []
+            await _take_out(inj, _counts(done), done, tid, scratch)
+        for raw in out_queue:
+            ok = await put(inj, raw, shared) == 0 and ok
+        for raw in out_own:
+            ok = await put(inj, raw, False) == 0 and ok
+    except Exception:
+        return False
+    return ok
+
+
 async def _take_out(
-    inj: inject.Injection, take: dict[int, int], old: list[bytes], tid: int
+    inj: inject.Injection, take: dict[int, int], old: list[bytes], tid: int, out: list[bytes]
 ) -> None:
     """rt_sigtimedwait(one signal, zero timeout) in the thread, as many times
     as ``take`` says for each signal; each siginfo taken must be the one
-    ``old`` has next for it (none for a bit without a record)."""
+    ``old`` has next for it (none for a bit without a record).  What is
+    taken is appended to ``out`` (the record as the queue showed it), in
+    queue order, for putting back."""
     if not take:
         return
     set_at, ts_at, info_at = inj.scratch, inj.scratch + 16, inj.scratch + 64
     inj.write(ts_at, bytes(16))
+    gone: dict[int, list[bytes]] = {}
     for k, n in take.items():
         records = [raw for raw in old if _signo(raw) == k]
         inj.write(set_at, (1 << (k - 1)).to_bytes(8, "little"))
@@ -554,12 +645,27 @@ async def _take_out(
                     f"{os.strerror(-r) if -4096 < r < 0 else r}: the queue changed meanwhile",
                 )
             got = inj.read(info_at, 128)
-            if i < len(records) and got != records[i]:
-                raise OSError(
-                    errno.EIO,
-                    f"taking out {_names(1 << (k - 1))} in thread {tid} gave another "
-                    "siginfo than the queue showed: it changed meanwhile",
-                )
+            if i < len(records):
+                gone.setdefault(k, []).append(records[i])
+                if not _same_siginfo(got, records[i]):
+                    _in_order(old, gone, out)
+                    raise OSError(
+                        errno.EIO,
+                        f"taking out {_names(1 << (k - 1))} in thread {tid} gave another "
+                        "siginfo than the queue showed: it changed meanwhile",
+                    )
+    _in_order(old, gone, out)
+
+
+def _in_order(old: list[bytes], gone: dict[int, list[bytes]], out: list[bytes]) -> None:
+    """Append to ``out`` the records of ``old`` that were taken out
+    (``gone``, by signal), in the order ``old`` has them."""
+    left = {k: len(v) for k, v in gone.items()}
+    for raw in old:
+        k = _signo(raw)
+        if left.get(k, 0):
+            out.append(raw)
+            left[k] -= 1
 
 
 # Writing sig/altstack.
@@ -610,7 +716,8 @@ async def set_altstack(
         )
     disable = bool(flags & SS_DISABLE)
     if disable:
-        flags = SS_DISABLE  # sp and size are dropped by the kernel; so is the rest
+        # sp and size are dropped by the kernel; SS_AUTODISARM it keeps.
+        flags &= SS_DISABLE | SS_AUTODISARM
     if not disable and (new.size == 0 or new.sp + new.size > 1 << 64):
         raise OSError(errno.EINVAL, f"a stack of {new.size} bytes at {new.sp:#x} is not a stack")
     async with tracer.stopped(tgid, tid) as att:
@@ -618,17 +725,17 @@ async def set_altstack(
             check()
         if tid in tracer.masked:
             raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
-        if not disable and not _rw_mapped(tgid, new.sp, new.sp + new.size):
-            raise OSError(
-                errno.EINVAL,
-                f"{new.sp:#x}..{new.sp + new.size:#x} is not read-write memory of the process "
-                "(see its mm): a signal delivered there would kill it",
-            )
         async with inject.Injection(tracer, att) as inj:
             old = AltStack(*await inject.read_altstack(inj))
-            want = (0, 0, SS_DISABLE) if disable else (new.sp, new.size, flags)
+            want = (0, 0, flags) if disable else (new.sp, new.size, flags)
             if (old.sp, old.size, old.flags & ~SS_ONSTACK) == want:
                 return old, old
+            if not disable and not _rw_mapped(tgid, new.sp, new.sp + new.size):
+                raise OSError(
+                    errno.EINVAL,
+                    f"{new.sp:#x}..{new.sp + new.size:#x} is not read-write memory of the "
+                    "process (see its mm): a signal delivered there would kill it",
+                )
             if old.flags & SS_ONSTACK:
                 raise OSError(
                     errno.EBUSY,
@@ -734,28 +841,50 @@ async def set_actions(
             check()
         if tid in tracer.masked:
             raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
-        check_actions(tgid, acts)
-        async with inject.Injection(tracer, att) as inj:
-            current = await inject.read_sigactions(inj)
-            for a in acts:
-                h, f, r, m = current[a.signum - 1]
-                old = SigAction(signum=a.signum, handler=h, flags=f, restorer=r, mask=m)
-                if old != a:
-                    changed.append((old, a))
-            done: list[tuple[SigAction, SigAction]] = []
-            try:
-                for old, new in changed:
-                    await _sigaction(inj, new)
-                    done.append((old, new))
-            except BaseException:
-                for old, _new in reversed(done):
-                    await _sigaction(inj, old)
-                raise
+        # Shielded: a cancelled request must not stop before it has set back
+        # what it set.
+        with aio.shield():
+            async with inject.Injection(tracer, att) as inj:
+                current = await inject.read_sigactions(inj)
+                for a in acts:
+                    h, f, r, m = current[a.signum - 1]
+                    old = SigAction(signum=a.signum, handler=h, flags=f, restorer=r, mask=m)
+                    if old != a:
+                        changed.append((old, a))
+                # Only what changes is checked: a line written back as the
+                # kernel holds it is accepted whatever it holds.
+                check_actions(tgid, [new for _, new in changed])
+                # Ignoring discards what is pending of the signal, which no
+                # setting back restores: those go last.
+                changed.sort(key=lambda pair: _discards(pair[1]))
+                done: list[SigAction] = []
+                try:
+                    for old, new in changed:
+                        await _sigaction(inj, new, done, old)
+                except Exception:
+                    for old in reversed(done):
+                        try:
+                            await _sigaction(inj, old, [], old)
+                        except Exception:
+                            pass  # the first failure is the one to report
+                    raise
     return changed
 
 
-async def _sigaction(inj: inject.Injection, a: SigAction) -> None:
-    """rt_sigaction(signum, &a, NULL) in the thread, and read back."""
+# Ignored by default: SIG_DFL discards them as SIG_IGN does (sig_kernel_ignore).
+KERNEL_IGNORED = {17, 18, 23, 28}  # SIGCHLD SIGCONT SIGURG SIGWINCH
+
+
+def _discards(a: SigAction) -> bool:
+    return a.handler == 1 or (a.handler == 0 and a.signum in KERNEL_IGNORED)
+
+
+async def _sigaction(
+    inj: inject.Injection, a: SigAction, done: list[SigAction], old: SigAction
+) -> None:
+    """rt_sigaction(signum, &a, NULL) in the thread, and read back; ``old``
+    goes into ``done`` as soon as the kernel took the call (for setting
+    back), before the read back is checked."""
     put, got = inj.scratch, inj.scratch + 64
     inj.write(put, inject.KSIGACTION.pack(a.handler, a.flags, a.restorer, a.mask))
     r = await inj.syscall(inject.SYS["rt_sigaction"], a.signum, put, 0, 8)
@@ -764,6 +893,7 @@ async def _sigaction(inj: inject.Injection, a: SigAction) -> None:
             errno.EINVAL if r == -errno.EINVAL else errno.EIO,
             f"rt_sigaction({a.signum}): {os.strerror(-r) if -4096 < r < 0 else r}",
         )
+    done.append(old)
     await inj.check(inject.SYS["rt_sigaction"], a.signum, 0, got, 8)
     h, f, rs, m = inject.KSIGACTION.unpack(inj.read(got, inject.KSIGACTION.size))
     if (h, f, rs, m) != (a.handler, a.flags, a.restorer, a.mask):

@@ -215,6 +215,11 @@ BAD = [
         "two records of SIGHUP",
     ),
     (b"SIGUSR1\n\xff\n", True, "not UTF-8 text (byte 9)"),
+    (
+        (_record(RTMIN + 5) + "  raw " + "00" * 100 + "01" + "00" * 27 + "\n").encode(),
+        True,
+        "line",
+    ),
     (b"SIGUSR1 " * 100 + b"x" * 2000 + b"\n", True, "line 1"),
 ]
 
@@ -325,3 +330,85 @@ def test_only_whoever_may_trace_it_queues(spawn, unpriv_user) -> None:  # type: 
     finally:
         stop_mount(m)
     assert "Traceback" not in m.log()
+
+
+def test_a_record_with_bytes_the_kernel_drops_is_refused(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """The kernel keeps 48 bytes of a queued siginfo: a raw line with others
+    set could not arrive as written."""
+    from sigfs.formats.siginfo import Siginfo, render_record
+
+    t = spawn("handlers")
+    before = queues(mnt, t)
+    raw = bytearray(Siginfo.build(RTMIN + 5, 0, -1, spid=1, suid=0, value=7).raw)
+    raw[100] = 1
+    text = render_record(Siginfo(bytes(raw)))
+    assert "  raw " in text
+    for file in ("pending", "shared_pending"):
+        with pytest.raises(OSError) as info:
+            write(f"{mnt.path}/{t.pid}/sig/{file}", text.encode(), append=True)
+        assert info.value.errno == errno.EINVAL
+        assert "bytes past the first 48" in mnt.read(f"{t.pid}/errors").splitlines()[-1]
+    assert queues(mnt, t) == before
+
+
+def test_sigcont_against_a_stop_signal_in_another_queue(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    t = spawn("handlers")
+    d = f"{mnt.path}/{t.pid}/sig"
+    write(f"{d}/blocked", b"+SIGTSTP +SIGCONT\n")
+    write(f"{d}/pending", b"SIGTSTP\n", append=True)
+    before = queues(mnt, t)
+    with pytest.raises(OSError) as info:
+        write(f"{d}/shared_pending", b"SIGCONT\n", append=True)
+    assert info.value.errno == errno.EBUSY
+    assert "drop the pending stop signals" in mnt.read(f"{t.pid}/errors").splitlines()[-1]
+    assert queues(mnt, t) == before
+
+
+def test_standard_signals_from_kill_pass_the_limit_as_the_kernel_lets_them(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """A standard signal with SI_USER is queued, siginfo and all, over
+    RLIMIT_SIGPENDING (the kernel's override_rlimit): not refused."""
+    t = spawn("handlers")
+    write(f"{mnt.path}/{t.pid}/sig/blocked", b"+SIGHUP\n", append=True)
+    queued = int(t.status()["SigQ"].split("/")[0])
+    subprocess.run(["prlimit", f"--pid={t.pid}", f"--sigpending={queued}:{queued}"], check=True)
+    write(f"{mnt.path}/{t.pid}/sig/pending", b"SIGHUP\n", append=True)
+    assert "sig 1: user 0 flags 0 errno 0 code 0\n" in mnt.read(f"{t.pid}/sig/pending")
+    with pytest.raises(OSError) as info:
+        write(f"{mnt.path}/{t.pid}/sig/pending", b"SIGRTMIN+5\n", append=True)
+    assert info.value.errno == errno.EAGAIN
+
+
+def test_a_process_in_its_own_pid_namespace(mnt, target_bin) -> None:  # type: ignore[no-untyped-def]
+    """The ids the injected calls take are the process's own (it is pid 1
+    in its namespace), and the writer, outside it, is recorded as pid 0,
+    as kill(2) from there would be."""
+    proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--kill-child", target_bin("handlers")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        while not (line := proc.stdout.readline()).startswith("ready"):
+            assert line, "the target ended"
+        assert line.startswith("ready pid=1 "), line
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            (pid,) = (int(x) for x in f.read().split())
+        d = f"{mnt.path}/{pid}/sig"
+        write(f"{d}/pending", b"SIGRTMIN+5\n", append=True)
+        assert f"sig {RTMIN + 5}: user 0 flags 0 errno 0 code 0\n  kill spid 0 suid 0\n" in (
+            mnt.read(f"{pid}/sig/pending")
+        )
+        chld = (
+            "sig 17: user 0 flags 0 errno 0 code 1\n  chld pid 5 uid 0 status 3 utime 0 stime 0\n"
+        )
+        write(f"{d}/blocked", b"+SIGCHLD\n", append=True)
+        write(f"{d}/shared_pending", chld.encode(), append=True)
+        assert mnt.read(f"{pid}/sig/shared_pending").endswith(chld)
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
