@@ -379,6 +379,47 @@ async def store_action(ctx: FileContext, data: bytes) -> None:
         ctx.log(f"changed: {action_fmt.render_line(new)} (was {action_fmt.render_line(old)})")
 
 
+async def store_regs(ctx: FileContext, data: bytes) -> None:
+    """New register values for the thread: lines of the file (all 27, as
+    ``cp`` of the file back writes them, or some: the others keep theirs),
+    set in one stop and read back (:func:`state.set_regs`)."""
+    if ctx.append:
+        raise OSError(errno.EINVAL, "registers are replaced, not added to: use >")
+    if len(data) > regs_fmt.MAX_TEXT:
+        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than the registers take")
+    try:
+        values = regs_fmt.parse_some(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
+    except FormatError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    old, new = await state.set_regs(ctx.tracer, ctx.pid, ctx.tid, values, ctx.check_opener)
+    changes = [
+        f"{n} {getattr(new, n):#x} (was {getattr(old, n):#x})"
+        for n in regs_fmt.REGISTER_NAMES
+        if getattr(old, n) != getattr(new, n)
+    ]
+    ctx.log("changed: " + ", ".join(changes) if changes else "unchanged")
+
+
+async def store_fpu(ctx: FileContext, data: bytes) -> None:
+    """A new xsave area for the thread: the whole file, as it reads (its
+    ``xsave`` lines are the state; the decoded lines must agree with them),
+    set with PTRACE_SETREGSET and read back (:func:`state.set_fpu`)."""
+    if ctx.append:
+        raise OSError(errno.EINVAL, "the FPU state is replaced, not added to: use >")
+    if len(data) > fpu_fmt.MAX_TEXT:
+        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than the FPU state takes")
+    try:
+        fpu = fpu_fmt.parse(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
+    except FormatError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    changed = await state.set_fpu(ctx.tracer, ctx.pid, ctx.tid, fpu.xsave, ctx.check_opener)
+    ctx.log(f"changed: xsave area ({len(fpu.xsave)} bytes)" if changed else "unchanged")
+
+
 # The second step of a two-step loader: the file's bytes, rendered.
 Render: TypeAlias = Callable[[], bytes]
 
@@ -551,13 +592,23 @@ ENTRIES: list[Entry] = [
         False,
         "recent error messages about this process, newest last",
     ),
-    Entry("regs", Scope.THREAD, load_regs, True, "general registers and syscall state"),
+    Entry(
+        "regs",
+        Scope.THREAD,
+        load_regs,
+        True,
+        "general registers and syscall state; write 'name value' lines to change them",
+        mode=0o644,
+        store=store_regs,
+    ),
     Entry(
         "fpu",
         Scope.THREAD,
         _two_steps(collect_fpu),
         True,
-        "FPU/SSE/AVX state and the whole xsave area",
+        "FPU/SSE/AVX state and the whole xsave area; write the file back to set it",
+        mode=0o644,
+        store=store_fpu,
         collect=collect_fpu,
     ),
     Entry(

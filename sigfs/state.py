@@ -902,3 +902,137 @@ async def _sigaction(
             f"the kernel kept {h:#x} {f:#x} {rs:#x} {m:#x} for signal {a.signum}, not what "
             "was written",
         )
+
+
+# Writing regs and fpu.
+XSTATE_READ = 16384  # more than any xsave area (image.XSTATE_MAX)
+
+
+def _mapping_of(tgid: int, addr: int) -> str | None:
+    """The permissions of the mapping holding ``addr``, or None."""
+    for line in procfs.read_maps(tgid).splitlines():
+        fields = line.split(None, 5)
+        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+        if lo <= addr < hi:
+            return fields[1]
+    return None
+
+
+async def set_regs(
+    tracer: Tracer,
+    tgid: int,
+    tid: int,
+    values: dict[str, int],
+    check: Callable[[], None] | None = None,
+) -> tuple[pt.Regs, pt.Regs]:
+    """Give thread ``tid`` the register values ``values`` (the others keep
+    theirs) in one stop: PTRACE_GETREGS, the changes, PTRACE_SETREGS, and
+    PTRACE_GETREGS again, which must hold exactly what was asked (the
+    kernel refuses a bad segment selector or base, and keeps the eflags
+    bits a user cannot set: either is refused, the registers set back).  A
+    new ``rip`` must be in executable memory and a new ``rsp`` in
+    read-write memory of the process (or the thread would crash at once).
+    Returns (old, new) registers."""
+
+    def apply(_att: object) -> tuple[pt.Regs, pt.Regs]:
+        if check is not None:
+            check()
+        if tid in tracer.masked:
+            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        old = pt.getregs(tid)
+        new = pt.copy_regs(old)
+        for name, value in values.items():
+            setattr(new, name, value)
+        if new.rip != old.rip and "x" not in (_mapping_of(tgid, new.rip) or "---"):
+            raise OSError(
+                errno.EINVAL,
+                f"rip {new.rip:#x} is not in executable memory of the process (see its mm)",
+            )
+        if new.rsp != old.rsp and not (_mapping_of(tgid, new.rsp) or "").startswith("rw"):
+            raise OSError(
+                errno.EINVAL,
+                f"rsp {new.rsp:#x} is not in read-write memory of the process (see its mm)",
+            )
+        try:
+            pt.setregs(tid, new)
+        except pt.TraceError as exc:
+            if exc.errno == errno.ESRCH:
+                raise
+            raise OSError(
+                errno.EINVAL,
+                "the kernel refuses these registers (a segment selector or base it does not "
+                f"allow): {os.strerror(exc.errno or 0)}",
+            ) from None
+        now = pt.getregs(tid)
+        bad = [n for n in values if getattr(now, n) != getattr(new, n)]
+        if bad:
+            pt.setregs(tid, old)
+            shown = ", ".join(f"{n} {getattr(now, n):#x} for {getattr(new, n):#x}" for n in bad)
+            raise OSError(
+                errno.EINVAL,
+                f"the kernel keeps {shown} (eflags: only the flags a program may change)",
+            )
+        return old, now
+
+    try:
+        return await tracer.with_stopped(tgid, tid, apply)
+    except pt.TraceError as exc:
+        if exc.errno == errno.ESRCH:
+            raise ProcessLookupError(errno.ESRCH, f"thread {tid} exited") from None
+        raise
+
+
+async def set_fpu(
+    tracer: Tracer,
+    tgid: int,
+    tid: int,
+    blob: bytes,
+    check: Callable[[], None] | None = None,
+) -> bool:
+    """Give thread ``tid`` the xsave area ``blob`` (PTRACE_SETREGSET
+    NT_X86_XSTATE) in one stop and read it back.  It must be this CPU's
+    size (the kernel takes only a whole area); the kernel refuses a header
+    or MXCSR it does not allow (refused, nothing changed).  Returns False
+    when it already held ``blob``."""
+
+    def apply(_att: object) -> bool:
+        if check is not None:
+            check()
+        if tid in tracer.masked:
+            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        old = pt.getregset(tid, pt.NT_X86_XSTATE, max(XSTATE_READ, len(blob)))
+        if old == blob:
+            return False
+        if len(old) != len(blob):
+            raise OSError(
+                errno.EINVAL,
+                f"the xsave area written is {len(blob)} bytes; this CPU's is {len(old)} "
+                "(an image from another machine?)",
+            )
+        try:
+            pt.setregset(tid, pt.NT_X86_XSTATE, blob)
+        except pt.TraceError as exc:
+            if exc.errno == errno.ESRCH:
+                raise
+            raise OSError(
+                errno.EINVAL,
+                "the kernel refuses this xsave area (its header's feature bits, or reserved "
+                f"MXCSR bits): {os.strerror(exc.errno or 0)}",
+            ) from None
+        now = pt.getregset(tid, pt.NT_X86_XSTATE, max(XSTATE_READ, len(blob)))
+        if now != blob:
+            pt.setregset(tid, pt.NT_X86_XSTATE, old)
+            at = next(i for i in range(min(len(now), len(blob))) if now[i] != blob[i])
+            raise OSError(
+                errno.EINVAL,
+                f"the kernel keeps another xsave area than the one written (first "
+                f"difference at byte {at:#x}); set back as it was",
+            )
+        return True
+
+    try:
+        return await tracer.with_stopped(tgid, tid, apply)
+    except pt.TraceError as exc:
+        if exc.errno == errno.ESRCH:
+            raise ProcessLookupError(errno.ESRCH, f"thread {tid} exited") from None
+        raise

@@ -46,6 +46,7 @@ __all__ = [
     "Regs",
     "SyscallState",
     "parse",
+    "parse_some",
     "render",
     "syscall_name",
     "syscall_number",
@@ -306,6 +307,25 @@ def render(regs: Regs) -> str:
 
 def parse(text: str) -> Regs:
     """Parse ``regs`` text: every register exactly once, any order, comments skipped."""
+    seen, last = _lines(text)
+    missing = [n for n in REGISTER_NAMES if n not in seen]
+    if missing:
+        raise FormatError(
+            last, f"end of input: {len(missing)} registers missing: {' '.join(missing)}"
+        )
+    return Regs(tuple(seen[n][1] for n in REGISTER_NAMES))
+
+
+def parse_some(text: str) -> dict[str, int]:
+    """Some registers, each at most once: what a write of part of the file
+    says (the registers not named keep their values)."""
+    seen, last = _lines(text)
+    if not seen:
+        raise FormatError(last, "end of input: expected 'name value' lines")
+    return {name: value for name, (_, value) in seen.items()}
+
+
+def _lines(text: str) -> tuple[dict[str, tuple[int, int]], int]:
     check_size(text, MAX_TEXT, "regs")
     seen: dict[str, tuple[int, int]] = {}
     last = 1
@@ -323,9 +343,4 @@ def parse(text: str) -> Regs:
             raise FormatError(number, f"{name} given twice (also on line {seen[name][0]})")
         value = parse_int(token, name, -(1 << 63), _U64, number) & _U64
         seen[name] = (number, value)
-    missing = [n for n in REGISTER_NAMES if n not in seen]
-    if missing:
-        raise FormatError(
-            last, f"end of input: {len(missing)} registers missing: {' '.join(missing)}"
-        )
-    return Regs(tuple(seen[n][1] for n in REGISTER_NAMES))
+    return seen, last
