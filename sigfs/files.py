@@ -420,6 +420,25 @@ async def store_fpu(ctx: FileContext, data: bytes) -> None:
     ctx.log(f"changed: xsave area ({len(fpu.xsave)} bytes)" if changed else "unchanged")
 
 
+async def store_status(ctx: FileContext, data: bytes) -> None:
+    """New settings: ``key value`` lines of the file (all of it, as ``cp``
+    of the file back writes it, or some: the rest stay).  Keys the process
+    cannot set itself must be written as they are; the others are set by
+    the process (:func:`state.set_status`), with its own privileges."""
+    if ctx.append:
+        raise OSError(errno.EINVAL, "settings are replaced, not added to: use >")
+    if len(data) > status_fmt.MAX_TEXT:
+        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than the settings take")
+    try:
+        values, rlimits = status_fmt.parse_some(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
+    except FormatError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    notes = await state.set_status(ctx.tracer, ctx.pid, values, rlimits, ctx.check_opener)
+    ctx.log("changed: " + ", ".join(notes) if notes else "unchanged")
+
+
 # The second step of a two-step loader: the file's bytes, rendered.
 Render: TypeAlias = Callable[[], bytes]
 
@@ -616,7 +635,9 @@ ENTRIES: list[Entry] = [
         Scope.PROCESS,
         load_status,
         True,
-        "ids, credentials, limits, settings",
+        "ids, credentials, limits, settings; write 'key value' lines to change settings",
+        mode=0o644,
+        store=store_status,
         injects=True,
     ),
     Entry(

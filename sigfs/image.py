@@ -128,10 +128,10 @@ async def read_status(tracer: Tracer, tgid: int) -> status_fmt.Status:
     uids = tuple(int(x) for x in st["Uid"].split())
     gids = tuple(int(x) for x in st["Gid"].split())
     groups = tuple(int(x) for x in (st.get("Groups") or "").split())
-    rlimits = []
-    for name, res in RLIMITS:
-        soft, hard = resource.prlimit(tgid, res)
-        rlimits.append((name, soft & 0xFFFFFFFFFFFFFFFF, hard & 0xFFFFFFFFFFFFFFFF))
+    # /proc/PID/limits, not prlimit(2): reading another user's limits with
+    # prlimit takes CAP_SYS_RESOURCE, which a container's root may lack.
+    limits = procfs.read_limits(tgid)
+    rlimits = [(name, *limits[i]) for i, (name, _res) in enumerate(RLIMITS)]
     try:
         timerslack = int(_read_text(f"/proc/{tgid}/timerslack_ns"))
     except (OSError, ValueError):

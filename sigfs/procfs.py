@@ -323,3 +323,23 @@ def same_namespace(pid: int, kind: str) -> bool:
         return os.stat(f"/proc/{pid}/ns/{kind}").st_ino == os.stat(f"/proc/self/ns/{kind}").st_ino
     except OSError:
         return False
+
+
+RLIM_INFINITY = (1 << 64) - 1
+
+
+def read_limits(pid: int) -> list[tuple[int, int]]:
+    """(soft, hard) of each resource, in RLIMIT_* order, from
+    /proc/PID/limits (readable by anyone who may see the process); RLIM_INFINITY
+    for ``unlimited``."""
+    out: list[tuple[int, int]] = []
+    for line in _read(f"/proc/{pid}/limits").splitlines()[1:]:
+        # "%-25s %-20s %-20s %-10s": the name has blanks in it, the rest not.
+        soft, hard = line[26:].split()[:2]
+        out.append(
+            (
+                RLIM_INFINITY if soft == "unlimited" else int(soft),
+                RLIM_INFINITY if hard == "unlimited" else int(hard),
+            )
+        )
+    return out

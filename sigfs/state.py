@@ -19,6 +19,7 @@ from sigfs.formats.action import Actions, SigAction
 from sigfs.formats.altstack import AltStack
 from sigfs.formats.pending import Pending
 from sigfs.formats.siginfo import Siginfo
+from sigfs.formats.status import Status as StatusModel
 from sigfs.formats.waiters import P_PIDFD, Waiter, from_wait4, from_waitid
 from sigfs.tracer import Tracer
 
@@ -918,6 +919,53 @@ def _mapping_of(tgid: int, addr: int) -> str | None:
     return None
 
 
+ORIG_RAX_NONE = (1 << 64) - 1
+USER_CS, USER32_CS, USER_SS = 0x33, 0x23, 0x2B
+EFLAGS_TF = 0x100
+# How far below [stack] a new rsp may point: the stack grows down there on
+# first use (up to its rlimit; 8 MiB is the usual one).
+STACK_GROWTH = 8 << 20
+
+
+def _check_new_regs(tgid: int, old: pt.Regs, new: pt.Regs) -> None:
+    """EINVAL for changed registers that would crash the thread at once:
+    ``rip`` outside executable memory, ``rsp`` outside read-write memory
+    (its end, or the growth area below ``[stack]``, included), ``cs``/``ss``
+    other than the user segments (the kernel takes any selector of
+    privilege 3), the trap flag (a SIGTRAP with no debugger)."""
+    if new.rip != old.rip and "x" not in (_mapping_of(tgid, new.rip) or "---"):
+        raise OSError(
+            errno.EINVAL,
+            f"rip {new.rip:#x} is not in executable memory of the process (see its mm)",
+        )
+    if new.rsp != old.rsp and not _stack_ok(tgid, new.rsp):
+        raise OSError(
+            errno.EINVAL,
+            f"rsp {new.rsp:#x} is not in read-write memory of the process (see its mm)",
+        )
+    if new.cs != old.cs and new.cs not in (USER_CS, USER32_CS):
+        raise OSError(errno.EINVAL, f"cs {new.cs:#x}: a user thread runs with 0x33 (or 0x23)")
+    if new.ss != old.ss and new.ss != USER_SS:
+        raise OSError(errno.EINVAL, f"ss {new.ss:#x}: a user thread runs with 0x2b")
+    if new.eflags & EFLAGS_TF and not old.eflags & EFLAGS_TF:
+        raise OSError(
+            errno.EINVAL, "eflags: the trap flag (0x100) would kill the thread with SIGTRAP"
+        )
+
+
+def _stack_ok(tgid: int, rsp: int) -> bool:
+    for line in procfs.read_maps(tgid).splitlines():
+        fields = line.split(None, 5)
+        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+        if not fields[1].startswith("rw"):
+            continue
+        if lo < rsp <= hi:  # the slot below rsp is in it: an empty stack is its end
+            return True
+        if len(fields) == 6 and fields[5].strip() == "[stack]" and lo - STACK_GROWTH < rsp <= hi:
+            return True
+    return False
+
+
 async def set_regs(
     tracer: Tracer,
     tgid: int,
@@ -943,21 +991,20 @@ async def set_regs(
         new = pt.copy_regs(old)
         for name, value in values.items():
             setattr(new, name, value)
-        if new.rip != old.rip and "x" not in (_mapping_of(tgid, new.rip) or "---"):
-            raise OSError(
-                errno.EINVAL,
-                f"rip {new.rip:#x} is not in executable memory of the process (see its mm)",
-            )
-        if new.rsp != old.rsp and not (_mapping_of(tgid, new.rsp) or "").startswith("rw"):
-            raise OSError(
-                errno.EINVAL,
-                f"rsp {new.rsp:#x} is not in read-write memory of the process (see its mm)",
-            )
+        if new.rip != old.rip and "orig_rax" not in values and pt.regs_signed(old.orig_rax) >= 0:
+            # Stopped inside a syscall, the kernel would still run its
+            # restart step on the new rip (rip -= 2, rax = orig_rax) when the
+            # thread goes on: as gdb does when it writes the pc, no restart.
+            new.orig_rax = ORIG_RAX_NONE
+        _check_new_regs(tgid, old, new)
         try:
             pt.setregs(tid, new)
         except pt.TraceError as exc:
             if exc.errno == errno.ESRCH:
                 raise
+            # The kernel writes register by register and stops at the one it
+            # refuses: those before it are already written.
+            pt.setregs(tid, old)
             raise OSError(
                 errno.EINVAL,
                 "the kernel refuses these registers (a segment selector or base it does not "
@@ -1000,7 +1047,7 @@ async def set_fpu(
             check()
         if tid in tracer.masked:
             raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
-        old = pt.getregset(tid, pt.NT_X86_XSTATE, max(XSTATE_READ, len(blob)))
+        old = pt.getregset(tid, pt.NT_X86_XSTATE, max(XSTATE_READ, -(-len(blob) // 64) * 64))
         if old == blob:
             return False
         if len(old) != len(blob):
@@ -1019,14 +1066,16 @@ async def set_fpu(
                 "the kernel refuses this xsave area (its header's feature bits, or reserved "
                 f"MXCSR bits): {os.strerror(exc.errno or 0)}",
             ) from None
-        now = pt.getregset(tid, pt.NT_X86_XSTATE, max(XSTATE_READ, len(blob)))
+        now = pt.getregset(tid, pt.NT_X86_XSTATE, max(XSTATE_READ, -(-len(blob) // 64) * 64))
         if now != blob:
             pt.setregset(tid, pt.NT_X86_XSTATE, old)
             at = next(i for i in range(min(len(now), len(blob))) if now[i] != blob[i])
             raise OSError(
                 errno.EINVAL,
                 f"the kernel keeps another xsave area than the one written (first "
-                f"difference at byte {at:#x}); set back as it was",
+                f"difference at byte {at:#x}); set back as it was. A component whose "
+                "bit is clear in the header's xstate_bv (byte 0x200) is in its initial "
+                "state and not written: set the bit to give it values",
             )
         return True
 
@@ -1036,3 +1085,183 @@ async def set_fpu(
         if exc.errno == errno.ESRCH:
             raise ProcessLookupError(errno.ESRCH, f"thread {tid} exited") from None
         raise
+
+
+# Writing status: what the process can set for itself, set by it (injected),
+# so that nothing gets more privilege than the process has.
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NAME = 1, 4, 15
+PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 29, 36, 38
+PR_SET_THP_DISABLE = 41
+SYS_UMASK, SYS_CHDIR, SYS_PERSONALITY, SYS_SETPRIORITY = 95, 80, 135, 141
+SYS_SCHED_SETSCHEDULER, SYS_PRLIMIT64, SYS_PRCTL = 144, 302, 157
+#: The keys of `status` a write can change, in the order they are set.
+STATUS_WRITABLE = (
+    "comm",
+    "umask",
+    "cwd",
+    "personality",
+    "pdeath_signal",
+    "dumpable",
+    "child_subreaper",
+    "thp_disable",
+    "timerslack_ns",
+    "nice",
+    "sched_policy",
+    "sched_priority",
+    "rlimit",
+    "no_new_privs",  # last: it cannot be undone
+)
+
+
+def _status_refusals(old: StatusModel, values: dict[str, object]) -> None:
+    """EOPNOTSUPP for a change to a key the process cannot make itself
+    (or that sigfs does not make); EINVAL for values the kernel would not
+    keep as written."""
+    fixed = [k for k, v in values.items() if k not in STATUS_WRITABLE and getattr(old, k) != v]
+    if fixed:
+        raise OSError(
+            errno.EOPNOTSUPP,
+            f"{', '.join(fixed)}: cannot be changed through status (only "
+            f"{' '.join(k for k in STATUS_WRITABLE)})",
+        )
+    if values.get("no_new_privs") == 0 and old.no_new_privs == 1:
+        raise OSError(errno.EINVAL, "no_new_privs cannot be cleared once set")
+    if values.get("dumpable") == 2 and old.dumpable != 2:
+        raise OSError(errno.EINVAL, "dumpable 2 (suid_dumpable) is the kernel's to set: 0 or 1")
+    if values.get("timerslack_ns") == 0 and old.timerslack_ns != 0:
+        raise OSError(errno.EINVAL, "timerslack_ns 0 would mean the default, not 0")
+    if values.get("personality") == 0xFFFFFFFF:
+        raise OSError(errno.EINVAL, "personality 0xffffffff only asks; it sets nothing")
+
+
+async def set_status(
+    tracer: Tracer,
+    tgid: int,
+    values: dict[str, object],
+    rlimits: dict[str, tuple[int, int]],
+    check: Callable[[], None] | None = None,
+) -> list[str]:
+    """Set the ``status`` keys written that differ from the process's, each
+    by the process itself (an injected prctl, umask, chdir, personality,
+    setpriority, sched_setscheduler or prlimit64 in the leader, which the
+    per-thread settings are read from), so its own privileges decide, in
+    one stop; then read back.  A step the kernel refuses sets back those
+    made before it and fails with the kernel's error.  Returns a note per
+    change."""
+    from sigfs.image import RLIMITS, read_status
+
+    old = await read_status(tracer, tgid)
+    _status_refusals(old, values)
+    current_rl = {name: (soft, hard) for name, soft, hard in old.rlimits}
+    todo: list[tuple[str, object, object]] = []
+    for key in STATUS_WRITABLE:
+        if key == "rlimit":
+            for name, limits in rlimits.items():
+                if current_rl[name] != limits:
+                    todo.append((f"rlimit {name}", limits, current_rl[name]))
+        elif key in values and values[key] != getattr(old, key):
+            todo.append((key, values[key], getattr(old, key)))
+    # The policy and the priority go together (one call).
+    keys = [k for k, _, _ in todo]
+    if "sched_policy" in keys or "sched_priority" in keys:
+        todo = [t for t in todo if t[0] not in ("sched_policy", "sched_priority")]
+        want = (
+            values.get("sched_policy", old.sched_policy),
+            values.get("sched_priority", old.sched_priority),
+        )
+        todo.append(("sched", want, (old.sched_policy, old.sched_priority)))
+        todo.sort(key=lambda t: t[0] == "no_new_privs")
+    if not todo:
+        return []
+    resources = dict(RLIMITS)
+    tid = live_thread(tgid)
+    if tid != tgid:
+        raise OSError(
+            errno.EBUSY,
+            "the thread group leader has exited: the settings status shows are its own",
+        )
+    async with tracer.stopped(tgid, tid) as att:
+        if check is not None:
+            check()
+        if tid in tracer.masked:
+            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        with aio.shield():
+            async with inject.Injection(tracer, att, scratch_size=4608) as inj:
+                done: list[tuple[str, object, object]] = []
+                try:
+                    for key, new, was in todo:
+                        await _set_one(inj, key, new, resources)
+                        done.append((key, new, was))
+                except Exception:
+                    for key, _new, was in reversed(done):
+                        try:
+                            await _set_one(inj, key, was, resources)
+                        except Exception:
+                            pass  # the first failure is the one to report
+                    raise
+    now = await read_status(tracer, tgid)
+    now_rl = {name: (soft, hard) for name, soft, hard in now.rlimits}
+    notes = []
+    for key, new, was in todo:
+        if key.startswith("rlimit "):
+            got: object = now_rl[key.split()[1]]
+        elif key == "sched":
+            got = (now.sched_policy, now.sched_priority)
+        else:
+            got = getattr(now, key)
+        if got != new:
+            raise OSError(
+                errno.EIO,
+                f"{PARTWAY}{key} reads {got!r} after being set to {new!r}: read status",
+            )
+        notes.append(f"{key} {new!r} (was {was!r})")
+    return notes
+
+
+async def _set_one(
+    inj: inject.Injection, key: str, value: object, resources: dict[str, int]
+) -> None:
+    """One setting, by the process itself; raises OSError with the kernel's
+    errno (EPERM for what it may not do) when refused."""
+    buf = inj.scratch
+    if key == "comm":
+        assert isinstance(value, str)
+        inj.write(buf, value.encode()[:15] + b"\0")
+        r = await inj.syscall(SYS_PRCTL, PR_SET_NAME, buf, 0, 0, 0)
+    elif key == "cwd":
+        assert isinstance(value, str)
+        path = value.encode()
+        if len(path) >= 4096 or b"\0" in path:
+            raise OSError(errno.EINVAL, "cwd: not a path chdir() takes")
+        inj.write(buf, path + b"\0")
+        r = await inj.syscall(SYS_CHDIR, buf)
+    elif key == "umask":
+        r = await inj.syscall(SYS_UMASK, int(value))  # type: ignore[call-overload]
+        r = 0 if r >= 0 else r
+    elif key == "personality":
+        r = await inj.syscall(SYS_PERSONALITY, int(value))  # type: ignore[call-overload]
+        r = 0 if r >= 0 else r
+    elif key == "nice":
+        r = await inj.syscall(SYS_SETPRIORITY, 0, 0, int(value))  # type: ignore[call-overload]
+    elif key == "sched":
+        assert isinstance(value, tuple)
+        policy, priority = (int(v) for v in value)
+        inj.write(buf, priority.to_bytes(4, "little", signed=True))
+        r = await inj.syscall(SYS_SCHED_SETSCHEDULER, 0, policy, buf)
+    elif key.startswith("rlimit "):
+        assert isinstance(value, tuple)
+        soft, hard = (int(v) for v in value)
+        inj.write(buf, soft.to_bytes(8, "little") + hard.to_bytes(8, "little"))
+        r = await inj.syscall(SYS_PRLIMIT64, 0, resources[key.split()[1]], buf, 0)
+    else:
+        option = {
+            "pdeath_signal": PR_SET_PDEATHSIG,
+            "dumpable": PR_SET_DUMPABLE,
+            "child_subreaper": PR_SET_CHILD_SUBREAPER,
+            "thp_disable": PR_SET_THP_DISABLE,
+            "timerslack_ns": PR_SET_TIMERSLACK,
+            "no_new_privs": PR_SET_NO_NEW_PRIVS,
+        }[key]
+        r = await inj.syscall(SYS_PRCTL, option, int(value), 0, 0, 0)  # type: ignore[call-overload]
+    if -4096 < r < 0:
+        raise OSError(-r, f"{key}: the process may not set it: {os.strerror(-r)}")

@@ -81,7 +81,7 @@ def test_open_errors(spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("counter")
     fs = SigFS()
     blocked = inode_of(t.pid, "sig", "blocked")
-    assert errno_of(fs.open, inode_of(t.pid, "status"), os.O_WRONLY, ME) == errno.EACCES
+    assert errno_of(fs.open, inode_of(t.pid, "fds"), os.O_WRONLY, ME) == errno.EACCES
     assert errno_of(fs.open, inode_of(t.pid, "sig"), os.O_RDONLY, ME) == errno.EISDIR
     # The target reading its own ptrace-backed file: refused, never hung.
     assert errno_of(fs.open, inode_of(t.pid, "sig", "pending"), 0, Ctx(t.pid)) == errno.EDEADLK

@@ -447,7 +447,7 @@ def test_root_without_cap_sys_ptrace_cannot_read_a_nondumpable_root_process(mnt)
 def test_open_for_write_refused_on_read_only_files(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("counter")
     with pytest.raises(PermissionError):
-        with open(os.path.join(mnt.path, str(t.pid), "status"), "w"):
+        with open(os.path.join(mnt.path, str(t.pid), "fds"), "w"):
             pass
 
 

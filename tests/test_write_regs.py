@@ -74,7 +74,12 @@ BAD_REGS = [
     (b"rip 0x1000\n", "not in executable memory"),
     (b"rsp 0x1000\n", "not in read-write memory"),
     (b"eflags 0x0\n", "the kernel keeps eflags"),
-    (b"cs 0x10\n", "the kernel refuses these registers"),
+    (b"cs 0x10\n", "a user thread runs with 0x33"),
+    (b"cs 0x2b\n", "a user thread runs with 0x33"),
+    (b"ss 0x33\n", "a user thread runs with 0x2b"),
+    (b"eflags 0x346\n", "the trap flag"),
+    # The kernel writes rax, then refuses fs_base: rax is set back too.
+    (b"rax 5\nfs_base 0xffff888000000000\n", "the kernel refuses these registers"),
     (b"fs_base 0xffff888000000000\n", "the kernel refuses these registers"),
     (b"\xff\n", "not UTF-8 text (byte 1)"),
     (b"# nothing\n", "end of input"),
@@ -91,6 +96,49 @@ def test_bad_registers_are_refused_and_change_nothing(mnt, spawn, data, message)
     last = mnt.read(f"{t.pid}/errors").splitlines()[-1]
     assert "regs: write refused:" in last and message in last, last
     assert mnt.read(f"{t.pid}/regs") == before
+    t.send("write")
+    assert t.readline() == "read rc=1 errno=0"
+
+
+def test_a_new_rip_in_a_syscall_is_not_restarted_on(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """Only rip written, to the syscall instruction itself, of a thread
+    asleep in read(2): without the kernel's restart step (orig_rax is made
+    -1, as gdb does) it runs `syscall` with rax -512, which fails ENOSYS;
+    with it, rip would have moved two bytes further back."""
+    from sigfs.formats import regs as regs_fmt
+
+    t = spawn("sleeper", "read")
+    regs = regs_fmt.parse(mnt.read(f"{t.pid}/regs")).as_dict()
+    assert regs["orig_rax"] == 0 and regs["rax"] == 2**64 - 512
+    write(f"{mnt.path}/{t.pid}/regs", f"rip {regs['rip'] - 2:#x}\n".encode())
+    assert t.readline() == "read rc=-1 errno=38"
+    t.send("write")
+    assert t.readline() == "read rc=1 errno=0"
+    assert "orig_rax 0xffffffffffffffff (was 0x0)" in mnt.read(f"{t.pid}/errors")
+
+
+def test_an_empty_stack_is_a_stack(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """rsp at the very end of a read-write mapping (an empty stack) or in the
+    room [stack] grows into is accepted; set while frozen and put back
+    before the thread runs."""
+    from sigfs.formats import regs as regs_fmt
+
+    t = spawn("sleeper", "read")
+    original = mnt.read(f"{t.pid}/regs")
+    with open(f"/proc/{t.pid}/maps") as f:
+        lo, hi = next(
+            (int(a, 16), int(b, 16))
+            for a, b in (line.split()[0].split("-") for line in f if "[stack]" in line)
+        )
+    ctl = f"{mnt.path}/{t.pid}/ctl"
+    write(ctl, b"freeze\n")
+    try:
+        for rsp in (hi, lo - 4096):
+            write(f"{mnt.path}/{t.pid}/regs", f"rsp {rsp:#x}\n".encode())
+            assert regs_fmt.parse(mnt.read(f"{t.pid}/regs")).as_dict()["rsp"] == rsp
+        write(f"{mnt.path}/{t.pid}/regs", original.encode())
+    finally:
+        write(ctl, b"thaw\n")
     t.send("write")
     assert t.readline() == "read rc=1 errno=0"
 
@@ -155,3 +203,5 @@ def test_bad_fpu_state_is_refused_and_changes_nothing(mnt, spawn) -> None:  # ty
     with pytest.raises(OSError) as info:
         write(path, original.encode(), append=True)
     assert info.value.errno == errno.EINVAL
+    t.send("x")
+    assert t.readline().startswith("woke rc=")  # it runs on

@@ -269,6 +269,30 @@ def _parse_umask(tokens: list[str], line: int) -> int:
 
 def parse(text: str) -> Status:
     """Parse ``status`` text: every key exactly once (``rlimit`` once per resource)."""
+    values, rlimits, last = _lines(text)
+    missing = [k for k in KEYS if k != "rlimit" and k not in values]
+    missing += [f"rlimit {name}" for name in RLIMIT_NAMES if name not in rlimits]
+    if missing:
+        listed = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+        raise FormatError(last, f"end of input: {len(missing)} keys missing: {listed}")
+    values["rlimits"] = tuple((name, *rlimits[name]) for name in RLIMIT_NAMES)
+    try:
+        return Status(**values)  # type: ignore[arg-type]
+    except FormatError as exc:
+        raise exc.at(last) from None
+
+
+def parse_some(text: str) -> tuple[dict[str, object], dict[str, tuple[int, int]]]:
+    """Some keys, each at most once (``rlimit`` once per resource): what a
+    write of part of the file says.  Returns the values by key and the
+    rlimits by name."""
+    values, rlimits, last = _lines(text)
+    if not values and not rlimits:
+        raise FormatError(last, "end of input: expected 'key value' lines")
+    return values, rlimits
+
+
+def _lines(text: str) -> tuple[dict[str, object], dict[str, tuple[int, int]], int]:
     check_size(text, MAX_TEXT, "status")
     values: dict[str, object] = {}
     seen: dict[str, int] = {}
@@ -299,16 +323,7 @@ def parse(text: str) -> Status:
             raise FormatError(number, f"{key} given twice (also on line {seen[key]})")
         seen[key] = number
         values[key] = _parse_value(key, rest, number)
-    missing = [k for k in KEYS if k != "rlimit" and k not in values]
-    missing += [f"rlimit {name}" for name in RLIMIT_NAMES if name not in rlimits]
-    if missing:
-        listed = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
-        raise FormatError(last, f"end of input: {len(missing)} keys missing: {listed}")
-    values["rlimits"] = tuple((name, *rlimits[name]) for name in RLIMIT_NAMES)
-    try:
-        return Status(**values)  # type: ignore[arg-type]
-    except FormatError as exc:
-        raise exc.at(last) from None
+    return values, rlimits, last
 
 
 def _parse_value(key: str, rest: str, number: int) -> object:
