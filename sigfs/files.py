@@ -585,7 +585,6 @@ ENTRIES: list[Entry] = [
         "thread-private pending signals and their siginfo; write records or SIG names",
         mode=0o644,
         store=store_pending,
-        injects=True,
     ),
     Entry(
         "sig/shared_pending",
@@ -595,7 +594,6 @@ ENTRIES: list[Entry] = [
         "process-wide pending signals and their siginfo; write records or SIG names",
         mode=0o644,
         store=store_shared_pending,
-        injects=True,
     ),
     Entry(
         "sig/waiters",

@@ -47,8 +47,9 @@ class Entry:
     needs_ptrace: bool
     doc: str
     mode: int = 0o444
-    # Runs syscalls inside the target (or holds it frozen): must run in the
-    # tracer process, which outlives the daemon long enough to put it back.
+    # Its load runs syscalls inside the target (or holds it frozen): must run
+    # in the tracer process, which outlives the daemon long enough to put it
+    # back.  (Every store runs there, whatever this says: see SigFS.write.)
     injects: bool = False
     # Applies one write(2) of text to the process; raises OSError to refuse.
     store: Callable[[FileContext, bytes], Awaitable[None]] | None = None
