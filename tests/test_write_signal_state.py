@@ -63,3 +63,41 @@ def test_an_image_s_signal_state_written_back_in_order(mnt, spawn, tmp_path) -> 
         assert mnt.read(f"{t.pid}/{rel}") == (image / rel).read_text(), rel
     assert own_view(t) == before
     assert t.command("counts") == "counts h1=0 h2=0 h3=0"
+
+
+def test_an_image_s_thread_state_written_back_into_the_frozen_process(mnt, spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Settings, signal state, FPU and registers changed while frozen (rax
+    and orig_rax set to make its read return EINTR), then the image's files
+    written back in the README's order: every file reads as in the image,
+    and after the thaw the process runs on."""
+    from sigfs.formats import fpu as fpu_fmt
+
+    t = spawn("handlers")
+    image = tmp_path / "img"
+    subprocess.run(
+        [SIGFS, "checkpoint", str(t.pid), str(image), "--leave-running", "--quiet"],
+        check=True,
+        timeout=60,
+    )
+    before = own_view(t)
+    d = f"{mnt.path}/{t.pid}"
+    write(f"{d}/ctl", b"freeze\n")
+    try:
+        write(f"{d}/status", b"comm changed\numask 0077\nnice 3\n")
+        write(f"{d}/sig/shared_pending", b"\n")
+        write(f"{d}/sig/blocked", b"\n")
+        blob = bytearray(fpu_fmt.parse(mnt.read(f"{t.pid}/fpu")).xsave)
+        blob[160:176] = bytes(range(16))  # xmm0
+        write(f"{d}/fpu", fpu_fmt.render(fpu_fmt.Fpu(bytes(blob))).encode())
+        write(f"{d}/regs", b"rax -4\norig_rax -1\n")
+        order = ["status", *ORDER, "fpu", "regs"]
+        assert any(mnt.read(f"{t.pid}/{rel}") != (image / rel).read_text() for rel in order)
+        for rel in order:
+            write(f"{d}/{rel}", (image / rel).read_bytes())
+        for rel in order:
+            assert mnt.read(f"{t.pid}/{rel}") == (image / rel).read_text(), rel
+    finally:
+        write(f"{d}/ctl", b"thaw\n")
+    assert own_view(t) == before
+    assert t.command("counts") == "counts h1=0 h2=0 h3=0"
+    assert t.status()["Name"] == "handlers" and t.status()["Umask"] == "0022"
