@@ -1,4 +1,4 @@
-"""The signal state of a checkpoint image written back into the process, in
+"""The state of a checkpoint image written back into the process, in
 the order the README gives, after every piece of it was changed: each file
 then reads as in the image, and the process's own view is as before."""
 
