@@ -73,6 +73,22 @@ def test_a_new_handler_is_installed_and_runs(mnt, spawn) -> None:  # type: ignor
     assert f"sig/action: changed: {new.strip()} (was {line_of(text, SIGINT)})\n" in errors
 
 
+def test_a_signal_ignored_or_defaulted_by_name(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """`echo SIGUSR1 ignore > sig/action`: the short form people write."""
+    t = spawn("handlers")
+    path = f"{mnt.path}/{t.pid}/sig/action"
+    write(path, b"SIGUSR1 ignore\nint SIG_DFL\n")
+    view = own_view(t)
+    assert view[SIGUSR1] == f"handler=0x1 flags=0x0 restorer=0x0 mask={ZERO}"
+    assert view[SIGINT] == f"handler=0x0 flags=0x0 restorer=0x0 mask={ZERO}"
+    os.kill(t.pid, signal.SIGUSR1)
+    assert t.command("counts") == "counts h1=0 h2=0 h3=0"
+    with pytest.raises(OSError) as info:
+        write(path, b"SIGUSR1 sometimes\n")
+    assert info.value.errno == errno.EINVAL
+    assert "expected 5 fields" in mnt.read(f"{t.pid}/errors").splitlines()[-1]
+
+
 def test_the_file_copied_back_restores_every_action(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     t = spawn("handlers")
     path = f"{mnt.path}/{t.pid}/sig/action"

@@ -134,6 +134,18 @@ def _parse_line(number: int, line: str) -> SigAction:
     return SigAction(signum, handler, flags, restorer, mask)
 
 
+def _parse_short(number: int, line: str) -> SigAction | None:
+    """``SIGNAL DISPOSITION`` (see :data:`DISPOSITIONS`), or None."""
+    tokens = line.split()
+    if len(tokens) != 2 or tokens[1].lower() not in DISPOSITIONS:
+        return None
+    try:
+        signum = parse_signal(tokens[0])
+    except FormatError as exc:
+        raise exc.at(number) from None
+    return SigAction(signum, DISPOSITIONS[tokens[1].lower()])
+
+
 def parse(text: str) -> Actions:
     """Parse an ``action`` file: exactly one line for each signal 1..64, in any order."""
     seen, last = _lines(text)
@@ -148,16 +160,23 @@ def parse(text: str) -> Actions:
     return Actions(tuple(seen[k][1] for k in range(1, NSIG + 1)))
 
 
+#: Dispositions a person may write instead of the five fields: ``SIGPIPE ignore``.
+DISPOSITIONS = {"sig_dfl": SIG_DFL, "default": SIG_DFL, "sig_ign": SIG_IGN, "ignore": SIG_IGN}
+
+
 def parse_some(text: str) -> list[SigAction]:
     """Lines for some signals, each at most once, in signal order: what a
-    write of part of the file says (the signals not named keep theirs)."""
-    seen, last = _lines(text)
+    write of part of the file says (the signals not named keep theirs).
+    Besides the file's lines, ``SIGNAL SIG_IGN`` (or ``ignore``) and
+    ``SIGNAL SIG_DFL`` (or ``default``) are taken: that disposition, no
+    flags, an empty mask."""
+    seen, last = _lines(text, short=True)
     if not seen:
         raise FormatError(last, "end of input: expected 'signum flags mask handler restorer' lines")
     return [seen[k][1] for k in sorted(seen)]
 
 
-def _lines(text: str) -> tuple[dict[int, tuple[int, SigAction]], int]:
+def _lines(text: str, short: bool = False) -> tuple[dict[int, tuple[int, SigAction]], int]:
     check_size(text, MAX_TEXT, "action")
     seen: dict[int, tuple[int, SigAction]] = {}
     last = 1
@@ -165,7 +184,8 @@ def _lines(text: str) -> tuple[dict[int, tuple[int, SigAction]], int]:
         last = number
         if is_comment(line):
             continue
-        act = _parse_line(number, line)
+        act = _parse_short(number, line) if short else None
+        act = act or _parse_line(number, line)
         if act.signum in seen:
             raise FormatError(
                 number, f"signal {act.signum} given twice (also on line {seen[act.signum][0]})"
