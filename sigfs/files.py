@@ -34,7 +34,9 @@ from sigfs.tree import Entry, Scope, Tree
 
 TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
 if TYPE_CHECKING:
-    from typing import TypeAlias
+    from typing import TypeAlias, TypeVar
+
+    T = TypeVar("T")
 
 
 class ErrorLog:
@@ -132,6 +134,32 @@ class FileContext:
             )
 
 
+def _parsed(
+    ctx: FileContext,
+    data: bytes,
+    limit: int,
+    takes: str,
+    parse: Callable[[str], T],
+    replaced: str | None = None,
+) -> T:
+    """One write's text, parsed before anything is stopped: EINVAL for
+    ``>>`` where the file is only ever replaced (``replaced`` names what
+    it holds), more than ``limit`` bytes (``takes``: "a mask takes"), text
+    that is not UTF-8, or what ``parse`` refuses."""
+    if replaced is not None and ctx.append:
+        raise OSError(errno.EINVAL, f"{replaced} replaced, not added to: use >")
+    if len(data) > limit:
+        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than {takes}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
+    try:
+        return parse(text)
+    except FormatError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+
+
 async def load_blocked(ctx: FileContext) -> bytes:
     mask = state.blocked_mask(ctx.tracer, ctx.pid, ctx.tid, ctx.status)
     return (render_bitmap(mask) + "\n").encode()
@@ -150,14 +178,7 @@ async def store_blocked(ctx: FileContext, data: bytes) -> None:
     (:func:`sigset.parse_mask_edit`); ``>`` replaces, ``>>`` adds.  The text
     is checked before the thread is stopped, and the mask is read and set in
     one stop (:func:`state.set_blocked`)."""
-    if len(data) > sigset.MAX_TEXT:
-        raise OSError(
-            errno.EINVAL, f"{len(data)} bytes is more than a mask takes ({sigset.MAX_TEXT})"
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
+    text = _parsed(ctx, data, sigset.MAX_TEXT, f"a mask takes ({sigset.MAX_TEXT})", str)
     replace = not ctx.append
     try:
         # Applied to no mask and to all of them before any stop: a mistake is
@@ -308,12 +329,7 @@ async def _store_pending(ctx: FileContext, data: bytes, shared: bool) -> None:
     """Queue signals, or with ``>`` set the whole queue (see
     :func:`parse_pending_write` and :func:`state.write_pending`).  The text
     is checked before the process is stopped."""
-    if len(data) > pending_fmt.MAX_TEXT:
-        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than a queue takes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
+    text = _parsed(ctx, data, pending_fmt.MAX_TEXT, "a queue takes", str)
     replace = not ctx.append
     try:
         entries, exact = parse_pending_write(text, replace, _sender(ctx))
@@ -340,16 +356,14 @@ async def store_altstack(ctx: FileContext, data: bytes) -> None:
     """A new alternate signal stack for the thread: the file's own
     ``sp size flags`` line, set with an injected sigaltstack and read back
     (:func:`state.set_altstack`).  Checked before the thread is stopped."""
-    if ctx.append:
-        raise OSError(errno.EINVAL, "an alternate stack is replaced, not added to: use >")
-    if len(data) > altstack_fmt.MAX_TEXT:
-        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than a stack line takes")
-    try:
-        new = altstack_fmt.parse(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
-    except FormatError as exc:
-        raise OSError(errno.EINVAL, str(exc)) from None
+    new = _parsed(
+        ctx,
+        data,
+        altstack_fmt.MAX_TEXT,
+        "a stack line takes",
+        altstack_fmt.parse,
+        replaced="an alternate stack is",
+    )
     old, now = await state.set_altstack(ctx.tracer, ctx.pid, ctx.tid, new, ctx.check_opener)
     if old == now:
         ctx.log("unchanged")
@@ -362,16 +376,14 @@ async def store_action(ctx: FileContext, data: bytes) -> None:
     """New sigactions: lines of the file (all 64, as ``cp`` of the file
     back writes them, or some: the others keep theirs), each set with an
     injected rt_sigaction and read back (:func:`state.set_actions`)."""
-    if ctx.append:
-        raise OSError(errno.EINVAL, "sigactions are replaced, not added to: use >")
-    if len(data) > action_fmt.MAX_TEXT:
-        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than the sigactions take")
-    try:
-        acts = action_fmt.parse_some(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
-    except FormatError as exc:
-        raise OSError(errno.EINVAL, str(exc)) from None
+    acts = _parsed(
+        ctx,
+        data,
+        action_fmt.MAX_TEXT,
+        "the sigactions take",
+        action_fmt.parse_some,
+        replaced="sigactions are",
+    )
     changed = await state.set_actions(ctx.tracer, ctx.pid, acts, ctx.check_opener)
     if not changed:
         ctx.log("unchanged")
@@ -383,16 +395,14 @@ async def store_regs(ctx: FileContext, data: bytes) -> None:
     """New register values for the thread: lines of the file (all 27, as
     ``cp`` of the file back writes them, or some: the others keep theirs),
     set in one stop and read back (:func:`state.set_regs`)."""
-    if ctx.append:
-        raise OSError(errno.EINVAL, "registers are replaced, not added to: use >")
-    if len(data) > regs_fmt.MAX_TEXT:
-        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than the registers take")
-    try:
-        values = regs_fmt.parse_some(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
-    except FormatError as exc:
-        raise OSError(errno.EINVAL, str(exc)) from None
+    values = _parsed(
+        ctx,
+        data,
+        regs_fmt.MAX_TEXT,
+        "the registers take",
+        regs_fmt.parse_some,
+        replaced="registers are",
+    )
     old, new = await state.set_regs(ctx.tracer, ctx.pid, ctx.tid, values, ctx.check_opener)
     changes = [
         f"{n} {getattr(new, n):#x} (was {getattr(old, n):#x})"
@@ -406,16 +416,14 @@ async def store_fpu(ctx: FileContext, data: bytes) -> None:
     """A new xsave area for the thread: the whole file, as it reads (its
     ``xsave`` lines are the state; the decoded lines must agree with them),
     set with PTRACE_SETREGSET and read back (:func:`state.set_fpu`)."""
-    if ctx.append:
-        raise OSError(errno.EINVAL, "the FPU state is replaced, not added to: use >")
-    if len(data) > fpu_fmt.MAX_TEXT:
-        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than the FPU state takes")
-    try:
-        fpu = fpu_fmt.parse(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
-    except FormatError as exc:
-        raise OSError(errno.EINVAL, str(exc)) from None
+    fpu = _parsed(
+        ctx,
+        data,
+        fpu_fmt.MAX_TEXT,
+        "the FPU state takes",
+        fpu_fmt.parse,
+        replaced="the FPU state is",
+    )
     changed = await state.set_fpu(ctx.tracer, ctx.pid, ctx.tid, fpu.xsave, ctx.check_opener)
     ctx.log(f"changed: xsave area ({len(fpu.xsave)} bytes)" if changed else "unchanged")
 
@@ -425,16 +433,15 @@ async def store_status(ctx: FileContext, data: bytes) -> None:
     of the file back writes it, or some: the rest stay).  Keys the process
     cannot set itself must be written as they are; the others are set by
     the process (:func:`state.set_status`), with its own privileges."""
-    if ctx.append:
-        raise OSError(errno.EINVAL, "settings are replaced, not added to: use >")
-    if len(data) > status_fmt.MAX_TEXT:
-        raise OSError(errno.EINVAL, f"{len(data)} bytes is more than the settings take")
-    try:
-        values, rlimits = status_fmt.parse_some(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise OSError(errno.EINVAL, f"not UTF-8 text (byte {exc.start + 1})") from None
-    except FormatError as exc:
-        raise OSError(errno.EINVAL, str(exc)) from None
+    parsed = _parsed(
+        ctx,
+        data,
+        status_fmt.MAX_TEXT,
+        "the settings take",
+        status_fmt.parse_some,
+        replaced="settings are",
+    )
+    values, rlimits = parsed
     notes = await state.set_status(ctx.tracer, ctx.pid, values, rlimits, ctx.check_opener)
     ctx.log("changed: " + ", ".join(notes) if notes else "unchanged")
 

@@ -23,6 +23,12 @@ from sigfs.formats.status import Status as StatusModel
 from sigfs.formats.waiters import P_PIDFD, Waiter, from_wait4, from_waitid
 from sigfs.tracer import Tracer
 
+TYPE_CHECKING = False  # typing is not imported at run time (sigfs/record.py)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
 SYS_WAIT4 = 61
 SYS_WAITID = 247
 
@@ -73,6 +79,26 @@ ERESTARTNOHAND = -514
 EINTR = -errno.EINTR
 
 
+def _may_write(tracer: Tracer, tid: int, check: Callable[[], None] | None) -> None:
+    """First thing in a write's stop: the writer's permission (``check``),
+    and EBUSY while an injected syscall of sigfs's holds the thread (its
+    mask and registers are sigfs's then)."""
+    if check is not None:
+        check()
+    if tid in tracer.masked:
+        raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+
+
+async def _with_stopped_write(tracer: Tracer, tgid: int, tid: int, fn: Callable[[object], T]) -> T:
+    """``tracer.with_stopped`` for a write: a thread gone is ESRCH."""
+    try:
+        return await tracer.with_stopped(tgid, tid, fn)
+    except pt.TraceError as exc:
+        if exc.errno == errno.ESRCH:
+            raise ProcessLookupError(errno.ESRCH, f"thread {tid} exited") from None
+        raise
+
+
 async def set_blocked(
     tracer: Tracer,
     tgid: int,
@@ -100,10 +126,7 @@ async def set_blocked(
     call's temporary one, and its own is out of sight until it returns."""
 
     def swap(_att: object) -> tuple[int, int]:
-        if check is not None:
-            check()
-        if tid in tracer.masked:
-            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        _may_write(tracer, tid, check)
         old = pt.getsigmask(tid)
         if relative:
             regs = pt.getregs(tid)
@@ -126,12 +149,7 @@ async def set_blocked(
                 raise OSError(errno.EIO, f"the kernel kept mask {now:#x}, not {new:#x}")
         return old, new
 
-    try:
-        return await tracer.with_stopped(tgid, tid, swap)
-    except pt.TraceError as exc:
-        if exc.errno == errno.ESRCH:
-            raise ProcessLookupError(errno.ESRCH, f"thread {tid} exited") from None
-        raise
+    return await _with_stopped_write(tracer, tgid, tid, swap)
 
 
 async def read_pending(
@@ -477,10 +495,7 @@ async def write_pending(
         qtid = tid
     what = "shared" if shared else f"thread {qtid}'s"
     async with tracer.stopped(tgid, qtid) as att:
-        if check is not None:
-            check()
-        if qtid in tracer.masked:
-            raise OSError(errno.EBUSY, f"thread {qtid} is running an injected syscall; try again")
+        _may_write(tracer, qtid, check)
         try:
             old = pt.peeksiginfo(qtid, shared)
             st = procfs.read_status(tgid, qtid)
@@ -722,10 +737,7 @@ async def set_altstack(
     if not disable and (new.size == 0 or new.sp + new.size > 1 << 64):
         raise OSError(errno.EINVAL, f"a stack of {new.size} bytes at {new.sp:#x} is not a stack")
     async with tracer.stopped(tgid, tid) as att:
-        if check is not None:
-            check()
-        if tid in tracer.masked:
-            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        _may_write(tracer, tid, check)
         async with inject.Injection(tracer, att) as inj:
             old = AltStack(*await inject.read_altstack(inj))
             want = (0, 0, flags) if disable else (new.sp, new.size, flags)
@@ -838,10 +850,7 @@ async def set_actions(
     tid = live_thread(tgid)
     changed: list[tuple[SigAction, SigAction]] = []
     async with tracer.stopped(tgid, tid) as att:
-        if check is not None:
-            check()
-        if tid in tracer.masked:
-            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        _may_write(tracer, tid, check)
         # Shielded: a cancelled request must not stop before it has set back
         # what it set.
         with aio.shield():
@@ -983,10 +992,7 @@ async def set_regs(
     Returns (old, new) registers."""
 
     def apply(_att: object) -> tuple[pt.Regs, pt.Regs]:
-        if check is not None:
-            check()
-        if tid in tracer.masked:
-            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        _may_write(tracer, tid, check)
         old = pt.getregs(tid)
         new = pt.copy_regs(old)
         for name, value in values.items():
@@ -1021,12 +1027,7 @@ async def set_regs(
             )
         return old, now
 
-    try:
-        return await tracer.with_stopped(tgid, tid, apply)
-    except pt.TraceError as exc:
-        if exc.errno == errno.ESRCH:
-            raise ProcessLookupError(errno.ESRCH, f"thread {tid} exited") from None
-        raise
+    return await _with_stopped_write(tracer, tgid, tid, apply)
 
 
 async def set_fpu(
@@ -1043,10 +1044,7 @@ async def set_fpu(
     when it already held ``blob``."""
 
     def apply(_att: object) -> bool:
-        if check is not None:
-            check()
-        if tid in tracer.masked:
-            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        _may_write(tracer, tid, check)
         old = pt.getregset(tid, pt.NT_X86_XSTATE, max(XSTATE_READ, -(-len(blob) // 64) * 64))
         if old == blob:
             return False
@@ -1079,12 +1077,7 @@ async def set_fpu(
             )
         return True
 
-    try:
-        return await tracer.with_stopped(tgid, tid, apply)
-    except pt.TraceError as exc:
-        if exc.errno == errno.ESRCH:
-            raise ProcessLookupError(errno.ESRCH, f"thread {tid} exited") from None
-        raise
+    return await _with_stopped_write(tracer, tgid, tid, apply)
 
 
 # Writing status: what the process can set for itself, set by it (injected),
@@ -1181,10 +1174,7 @@ async def set_status(
             "the thread group leader has exited: the settings status shows are its own",
         )
     async with tracer.stopped(tgid, tid) as att:
-        if check is not None:
-            check()
-        if tid in tracer.masked:
-            raise OSError(errno.EBUSY, f"thread {tid} is running an injected syscall; try again")
+        _may_write(tracer, tid, check)
         with aio.shield():
             async with inject.Injection(tracer, att, scratch_size=4608) as inj:
                 done: list[tuple[str, object, object]] = []

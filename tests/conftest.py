@@ -569,3 +569,13 @@ def modules_after(imports: str) -> set[str]:
         [sys.executable, "-c", probe], check=True, timeout=60, capture_output=True, text=True
     ).stdout
     return set(out.split())
+
+
+def write_file(path: str, data: bytes, append: bool = False) -> None:
+    """One write(2), as `echo ... >` (with ``append``, `>>`) makes it."""
+    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags)
+    try:
+        assert os.write(fd, data) == len(data)
+    finally:
+        os.close(fd)

@@ -11,6 +11,7 @@ import signal
 import time
 
 import pytest
+from conftest import write_file as write
 
 from sigfs.formats.sigset import render_bitmap
 
@@ -19,15 +20,6 @@ pytestmark = pytest.mark.mount
 SIGINT, SIGUSR1, SIGUSR2 = 2, 10, 12
 SA_SIGINFO, SA_RESTORER, SA_RESTART = 0x4, 0x4000000, 0x10000000
 ZERO = render_bitmap(0)
-
-
-def write(path: str, data: bytes, append: bool = False) -> None:
-    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags)
-    try:
-        assert os.write(fd, data) == len(data)
-    finally:
-        os.close(fd)
 
 
 def own_view(t) -> dict[int, str]:  # type: ignore[no-untyped-def]
@@ -170,17 +162,3 @@ def test_bad_input_is_refused_and_changes_nothing(mnt, spawn) -> None:  # type: 
         assert "sig/action: write refused:" in last and message in last, (message, last)
     assert own_view(t) == before
     assert t.sigmask_fields() == pending
-
-
-def test_a_process_gone_before_the_write(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
-    t = spawn("handlers")
-    fd = os.open(f"{mnt.path}/{t.pid}/sig/action", os.O_WRONLY | os.O_TRUNC)
-    try:
-        t.proc.kill()
-        t.proc.wait()
-        with pytest.raises(OSError) as info:
-            os.write(fd, f"10 0x0 {ZERO} 0x1 0x0\n".encode())
-        assert info.value.errno == errno.ESRCH
-    finally:
-        os.close(fd)
-    assert "Traceback" not in mnt.log()

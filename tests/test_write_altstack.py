@@ -6,22 +6,13 @@ and every refused write leaving the stack as it was."""
 from __future__ import annotations
 
 import errno
-import os
 
 import pytest
+from conftest import write_file as write
 
 pytestmark = pytest.mark.mount
 
 SS_DISABLE, SS_AUTODISARM = 2, 1 << 31
-
-
-def write(path: str, data: bytes, append: bool = False) -> None:
-    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags)
-    try:
-        assert os.write(fd, data) == len(data)
-    finally:
-        os.close(fd)
 
 
 def own_view(t) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
@@ -142,20 +133,6 @@ def test_what_the_kernel_refuses_changes_nothing(mnt, spawn) -> None:  # type: i
         assert info.value.errno == err
         assert message in mnt.read(f"{t.pid}/errors").splitlines()[-1]
         assert own_view(t) == before
-
-
-def test_a_process_gone_before_the_write(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
-    t = spawn("handlers")
-    fd = os.open(f"{mnt.path}/{t.pid}/sig/altstack", os.O_WRONLY | os.O_TRUNC)
-    try:
-        t.proc.kill()
-        t.proc.wait()
-        with pytest.raises(OSError) as info:
-            os.write(fd, b"0x0 0 2\n")
-        assert info.value.errno == errno.ESRCH
-    finally:
-        os.close(fd)
-    assert "Traceback" not in mnt.log()
 
 
 def test_the_stack_of_a_thread_running_on_it_is_left_alone(mnt, spawn) -> None:  # type: ignore[no-untyped-def]

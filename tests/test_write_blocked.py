@@ -13,6 +13,7 @@ import time
 
 import pytest
 from conftest import run_as, stop_process
+from conftest import write_file as write
 
 from sigfs.formats.sigset import parse_bitmap, render_bitmap
 
@@ -24,16 +25,6 @@ RTMIN = 34
 
 def bit(*sigs: int) -> int:
     return sum(1 << (s - 1) for s in set(sigs))
-
-
-def write(path: str, data: bytes, append: bool = False) -> None:
-    """One write(2), as `echo ... >` (or `>>`) makes it."""
-    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags)
-    try:
-        assert os.write(fd, data) == len(data)
-    finally:
-        os.close(fd)
 
 
 def own_view(t) -> int:  # type: ignore[no-untyped-def]
@@ -304,43 +295,6 @@ def test_a_process_writing_its_own_file_through_a_passed_descriptor_is_refused(m
     finally:
         ours.close()
         stop_process(proc)
-
-
-def test_a_process_traced_by_someone_else_is_left_alone(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
-    t = spawn("handlers")
-    strace = subprocess.Popen(
-        ["strace", "-p", str(t.pid), "-o", "/dev/null"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while int(t.status()["TracerPid"]) == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        before = t.sigmask_fields()["SigBlk"]
-        with pytest.raises(OSError) as info:
-            write(f"{mnt.path}/{t.pid}/sig/blocked", b"+SIGUSR1\n")
-        assert info.value.errno == errno.EBUSY
-        assert t.sigmask_fields()["SigBlk"] == before
-        assert "already traced by" in mnt.read(f"{t.pid}/errors")
-    finally:
-        strace.terminate()
-        strace.wait()
-
-
-def test_a_process_gone_before_the_write(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
-    t = spawn("handlers")
-    fd = os.open(f"{mnt.path}/{t.pid}/sig/blocked", os.O_WRONLY | os.O_TRUNC)
-    try:
-        t.proc.kill()
-        t.proc.wait()
-        with pytest.raises(OSError) as info:
-            os.write(fd, b"+SIGUSR1\n")
-        assert info.value.errno == errno.ESRCH
-    finally:
-        os.close(fd)
-    assert "Traceback" not in mnt.log()
 
 
 def test_only_whoever_may_trace_it_writes(spawn, unpriv_user) -> None:  # type: ignore[no-untyped-def]

@@ -6,23 +6,14 @@ registers exactly as they were."""
 from __future__ import annotations
 
 import errno
-import os
 import subprocess
 
 import pytest
+from conftest import write_file as write
 
 from sigfs.formats import fpu as fpu_fmt
 
 pytestmark = pytest.mark.mount
-
-
-def write(path: str, data: bytes, append: bool = False) -> None:
-    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags)
-    try:
-        assert os.write(fd, data) == len(data)
-    finally:
-        os.close(fd)
 
 
 def gdb(pid: int, *exprs: str) -> str:

@@ -4,12 +4,12 @@ then reads as in the image, and the process's own view is as before."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_file as write
 
 from sigfs.formats.sigset import render_bitmap
 
@@ -21,12 +21,13 @@ SIGFS = str(Path(sys.executable).parent / "sigfs")
 ORDER = ["sig/altstack", "sig/action", "sig/blocked", "sig/shared_pending", "sig/pending"]
 
 
-def write(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        assert os.write(fd, data) == len(data)
-    finally:
-        os.close(fd)
+def checkpoint(pid: int, image: Path) -> Path:
+    subprocess.run(
+        [SIGFS, "checkpoint", str(pid), str(image), "--leave-running", "--quiet"],
+        check=True,
+        timeout=60,
+    )
+    return image
 
 
 def own_view(t) -> list[str]:  # type: ignore[no-untyped-def]
@@ -39,12 +40,7 @@ def own_view(t) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_an_image_s_signal_state_written_back_in_order(mnt, spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
     t = spawn("handlers")
-    image = tmp_path / "img"
-    subprocess.run(
-        [SIGFS, "checkpoint", str(t.pid), str(image), "--leave-running", "--quiet"],
-        check=True,
-        timeout=60,
-    )
+    image = checkpoint(t.pid, tmp_path / "img")
     before = own_view(t)
     d = f"{mnt.path}/{t.pid}"
     # Everything changed: queues emptied, nothing blocked, no altstack,
@@ -73,12 +69,7 @@ def test_an_image_s_thread_state_written_back_into_the_frozen_process(mnt, spawn
     from sigfs.formats import fpu as fpu_fmt
 
     t = spawn("handlers")
-    image = tmp_path / "img"
-    subprocess.run(
-        [SIGFS, "checkpoint", str(t.pid), str(image), "--leave-running", "--quiet"],
-        check=True,
-        timeout=60,
-    )
+    image = checkpoint(t.pid, tmp_path / "img")
     before = own_view(t)
     d = f"{mnt.path}/{t.pid}"
     write(f"{d}/ctl", b"freeze\n")

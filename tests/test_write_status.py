@@ -9,17 +9,9 @@ import errno
 import os
 
 import pytest
+from conftest import write_file as write
 
 pytestmark = pytest.mark.mount
-
-
-def write(path: str, data: bytes, append: bool = False) -> None:
-    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags)
-    try:
-        assert os.write(fd, data) == len(data)
-    finally:
-        os.close(fd)
 
 
 def limits(pid: int, name: str) -> tuple[str, str]:
