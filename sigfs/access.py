@@ -229,15 +229,16 @@ def traceable(caller: Caller, target: int, status: procfs.Status | None = None) 
     uids = _ids(st["Uid"])[:3]
     gids = _ids(st["Gid"])[:3]
     # A target whose effective uid is root can pass on the ids alone only
-    # if /proc/PID is owned by a non-root uid equal to it: never, so the
+    # if /proc/PID/stat is owned by a non-root uid equal to it: never, so the
     # stat is skipped (the decision is the same).
     if uids[1] != 0 and all(u == caller.uid for u in uids) and all(g == caller.gid for g in gids):
         try:
             owner_uid, _ = procfs.owner_of(target)
         except ProcessLookupError:
             return False
-        # Not dumpable: /proc/PID is shown as root's -- which a root-owned
-        # target's is anyway, so for those only CAP_SYS_PTRACE decides.
+        # Not dumpable: /proc/PID/stat is shown as root's -- which a
+        # root-owned target's is anyway, so for those only CAP_SYS_PTRACE
+        # decides.
         if (
             owner_uid == uids[1]
             and owner_uid != 0

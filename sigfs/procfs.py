@@ -220,10 +220,13 @@ def current_syscall(pid: int, tid: int) -> list[str]:
 
 
 def owner_of(pid: int) -> tuple[int, int]:
-    """(uid, gid) that own ``/proc/PID``: root for a non-dumpable process
-    (the kernel's task_dump_owner), else the process's effective ids."""
+    """(uid, gid) that own ``/proc/PID/stat``: root for a non-dumpable
+    process (the kernel's task_dump_owner), else the process's effective
+    ids.  Not ``/proc/PID`` itself: task_dump_owner() leaves the per-process
+    directories (dr-xr-xr-x) with the effective ids whatever the dumpable
+    flag, so a non-dumpable process's directory looks its user's."""
     try:
-        st = os.stat(f"/proc/{pid}")
+        st = os.stat(f"/proc/{pid}/stat")
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
     return st.st_uid, st.st_gid

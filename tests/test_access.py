@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from conftest import _runnable_by_anyone, start_python, stop_process
+from conftest import _runnable_by_anyone, demoted, start_python, stop_process
 
 from sigfs import access
 
@@ -112,6 +112,24 @@ def test_the_decision_is_the_kernels(spawn, target_bin, unpriv_user, unpriv_user
     callers root and two users, and targets of each."""
     targets = [spawn("counter"), spawn("counter", user=unpriv_user.name)]
     targets.append(spawn("counter", user=unpriv_user2.name))
+    # And one of the user's that made itself non-dumpable (as ssh-agent
+    # does): the kernel refuses it to the user; its /proc/PID directory
+    # still looks the user's.
+    nodump = subprocess.Popen(
+        [
+            "/usr/bin/python3",
+            "-c",
+            "import ctypes, sys; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); "
+            "print('ready', flush=True); sys.stdin.readline()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=demoted(unpriv_user.uid, unpriv_user.gid),
+    )
+    assert nodump.stdout is not None and nodump.stdout.readline() == "ready\n"
+    assert os.stat(f"/proc/{nodump.pid}").st_uid == unpriv_user.uid
+    targets.append(nodump)  # type: ignore[arg-type]
     pids = [str(t.pid) for t in targets]
     probe = _runnable_by_anyone(target_bin("ptprobe"))
     answers: set[tuple[bool, bool]] = set()
@@ -141,6 +159,7 @@ def test_the_decision_is_the_kernels(spawn, target_bin, unpriv_user, unpriv_user
             allowed = kernel[str(t.pid)] == "1"
             assert access.traceable(caller, t.pid) == allowed, (who, t)
             answers.add((who is None, allowed))
+    stop_process(nodump)
     if access._yama_scope() == 0:
         # Root may trace all; a user its own and no one else's.
         assert answers == {(True, True), (False, True), (False, False)}
