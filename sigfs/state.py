@@ -1087,7 +1087,7 @@ PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 29, 36, 38
 PR_SET_THP_DISABLE = 41
 SYS_UMASK, SYS_CHDIR, SYS_PERSONALITY, SYS_SETPRIORITY = 95, 80, 135, 141
 SYS_SCHED_SETSCHEDULER, SYS_PRLIMIT64, SYS_PRCTL = 144, 302, 157
-#: The keys of `status` a write can change, in the order they are set.
+#: The keys of `status` a write can change.
 STATUS_WRITABLE = (
     "comm",
     "umask",
@@ -1102,8 +1102,30 @@ STATUS_WRITABLE = (
     "sched_policy",
     "sched_priority",
     "rlimit",
-    "no_new_privs",  # last: it cannot be undone
+    "no_new_privs",
 )
+# The order the changes are made in: what can be set back first; then what
+# the process may be unable to undo (a nice raised, a scheduling policy, a
+# hard limit lowered: undoing them takes privileges it may lack), and
+# no_new_privs, which nothing undoes, last.
+STATUS_ORDER = (
+    "comm",
+    "umask",
+    "personality",
+    "pdeath_signal",
+    "dumpable",
+    "child_subreaper",
+    "thp_disable",
+    "timerslack_ns",
+    "cwd",
+    "rlimit",  # those that lower no hard limit
+    "nice",
+    "sched",
+    "rlimit lowered",  # those that lower a hard limit
+    "no_new_privs",
+)
+REALTIME_POLICIES = {1, 2, 6}  # SCHED_FIFO SCHED_RR SCHED_DEADLINE
+SCHED_RESET_ON_FORK = 0x40000000
 
 
 def _status_refusals(old: StatusModel, values: dict[str, object]) -> None:
@@ -1117,14 +1139,42 @@ def _status_refusals(old: StatusModel, values: dict[str, object]) -> None:
             f"{', '.join(fixed)}: cannot be changed through status (only "
             f"{' '.join(k for k in STATUS_WRITABLE)})",
         )
-    if values.get("no_new_privs") == 0 and old.no_new_privs == 1:
+
+    def changes(key: str) -> bool:
+        return key in values and values[key] != getattr(old, key)
+
+    if changes("no_new_privs") and values["no_new_privs"] == 0:
         raise OSError(errno.EINVAL, "no_new_privs cannot be cleared once set")
-    if values.get("dumpable") == 2 and old.dumpable != 2:
-        raise OSError(errno.EINVAL, "dumpable 2 (suid_dumpable) is the kernel's to set: 0 or 1")
-    if values.get("timerslack_ns") == 0 and old.timerslack_ns != 0:
-        raise OSError(errno.EINVAL, "timerslack_ns 0 would mean the default, not 0")
-    if values.get("personality") == 0xFFFFFFFF:
+    if changes("dumpable") and values["dumpable"] not in (0, 1):
+        raise OSError(errno.EINVAL, "dumpable: 0 or 1 (2 is the kernel's suid_dumpable)")
+    if changes("thp_disable") and values["thp_disable"] not in (0, 1):
+        raise OSError(errno.EINVAL, "thp_disable: 0 or 1 can be set")
+    if changes("personality") and values["personality"] == 0xFFFFFFFF:
         raise OSError(errno.EINVAL, "personality 0xffffffff only asks; it sets nothing")
+    policy = int(values.get("sched_policy", old.sched_policy))  # type: ignore[call-overload]
+    if changes("timerslack_ns"):
+        if policy & ~SCHED_RESET_ON_FORK in REALTIME_POLICIES:
+            raise OSError(
+                errno.EINVAL,
+                "timerslack_ns: a real-time thread has no timer slack of its own to set",
+            )
+        if values["timerslack_ns"] == 0:
+            raise OSError(errno.EINVAL, "timerslack_ns 0 would mean the default, not 0")
+    if changes("cwd"):
+        cwd = str(values["cwd"])
+        if old.root != "/":
+            raise OSError(
+                errno.EOPNOTSUPP,
+                f"cwd of a process under chroot ({old.root}): its paths are not status's",
+            )
+        if (
+            not cwd.startswith("/")
+            or os.path.normpath(cwd) != cwd.rstrip("/")
+            or cwd != (cwd.rstrip("/") or "/")
+        ):
+            raise OSError(
+                errno.EINVAL, f"cwd {cwd!r}: write an absolute path without . .. or a final /"
+            )
 
 
 async def set_status(
@@ -1138,57 +1188,65 @@ async def set_status(
     by the process itself (an injected prctl, umask, chdir, personality,
     setpriority, sched_setscheduler or prlimit64 in the leader, which the
     per-thread settings are read from), so its own privileges decide, in
-    one stop; then read back.  A step the kernel refuses sets back those
-    made before it and fails with the kernel's error.  Returns a note per
-    change."""
+    one stop; then read back.  The writer's permission is checked before
+    anything is read and again after (nothing of a process it may no longer
+    trace is told, not even by "unchanged").  A step the kernel refuses
+    sets back those made before it (in :data:`STATUS_ORDER`, what may not
+    be undone comes last) and fails with the kernel's error.  Returns a
+    note per change."""
     from sigfs.image import RLIMITS, read_status
 
-    old = await read_status(tracer, tgid)
-    _status_refusals(old, values)
-    current_rl = {name: (soft, hard) for name, soft, hard in old.rlimits}
-    todo: list[tuple[str, object, object]] = []
-    for key in STATUS_WRITABLE:
-        if key == "rlimit":
-            for name, limits in rlimits.items():
-                if current_rl[name] != limits:
-                    todo.append((f"rlimit {name}", limits, current_rl[name]))
-        elif key in values and values[key] != getattr(old, key):
-            todo.append((key, values[key], getattr(old, key)))
-    # The policy and the priority go together (one call).
-    keys = [k for k, _, _ in todo]
-    if "sched_policy" in keys or "sched_priority" in keys:
-        todo = [t for t in todo if t[0] not in ("sched_policy", "sched_priority")]
-        want = (
-            values.get("sched_policy", old.sched_policy),
-            values.get("sched_priority", old.sched_priority),
-        )
-        todo.append(("sched", want, (old.sched_policy, old.sched_priority)))
-        todo.sort(key=lambda t: t[0] == "no_new_privs")
-    if not todo:
-        return []
-    resources = dict(RLIMITS)
     tid = live_thread(tgid)
     if tid != tgid:
         raise OSError(
             errno.EBUSY,
             "the thread group leader has exited: the settings status shows are its own",
         )
-    async with tracer.stopped(tgid, tid) as att:
+
+    def allowed(_att: object) -> None:
         _may_write(tracer, tid, check)
-        with aio.shield():
-            async with inject.Injection(tracer, att, scratch_size=4608) as inj:
-                done: list[tuple[str, object, object]] = []
-                try:
-                    for key, new, was in todo:
-                        await _set_one(inj, key, new, resources)
-                        done.append((key, new, was))
-                except Exception:
-                    for key, _new, was in reversed(done):
-                        try:
-                            await _set_one(inj, key, was, resources)
-                        except Exception:
-                            pass  # the first failure is the one to report
-                    raise
+
+    await _with_stopped_write(tracer, tgid, tid, allowed)
+    old = await read_status(tracer, tgid)
+    with open(f"/proc/{tgid}/comm", "rb") as f:
+        old_comm = f.read().rstrip(b"\n")  # as bytes: it need not be UTF-8
+    old_cwd = os.readlink(f"/proc/{tgid}/cwd".encode())
+    await _with_stopped_write(tracer, tgid, tid, allowed)
+    _status_refusals(old, values)
+    current_rl = {name: (soft, hard) for name, soft, hard in old.rlimits}
+    steps: dict[str, list[tuple[str, object, object]]] = {k: [] for k in STATUS_ORDER}
+    for key in STATUS_WRITABLE:
+        if key == "rlimit":
+            for name, limits in rlimits.items():
+                had = current_rl[name]
+                if had != limits:
+                    slot = "rlimit lowered" if limits[1] < had[1] else "rlimit"
+                    steps[slot].append((f"rlimit {name}", limits, had))
+        elif key in ("sched_policy", "sched_priority"):
+            continue
+        elif key in values and values[key] != getattr(old, key):
+            before = {"comm": old_comm, "cwd": old_cwd}.get(key, getattr(old, key))
+            steps[key].append((key, values[key], before))
+    want = (
+        values.get("sched_policy", old.sched_policy),
+        values.get("sched_priority", old.sched_priority),
+    )
+    if want != (old.sched_policy, old.sched_priority):
+        steps["sched"].append(("sched", want, (old.sched_policy, old.sched_priority)))
+    todo = [step for key in STATUS_ORDER for step in steps[key]]
+    if not todo:
+        return []
+    resources = dict(RLIMITS)
+    try:
+        async with tracer.stopped(tgid, tid) as att:
+            _may_write(tracer, tid, check)
+            with aio.shield():
+                async with inject.Injection(tracer, att, scratch_size=4608) as inj:
+                    await _apply_status(inj, tgid, todo, resources)
+    finally:
+        # What the action stub found for status and mm while frozen is
+        # not what it was any more.
+        tracer.frozen_facts.pop(tgid, None)
     now = await read_status(tracer, tgid)
     now_rl = {name: (soft, hard) for name, soft, hard in now.rlimits}
     notes = []
@@ -1204,8 +1262,46 @@ async def set_status(
                 errno.EIO,
                 f"{PARTWAY}{key} reads {got!r} after being set to {new!r}: read status",
             )
+        if isinstance(was, bytes):
+            was = was.decode("utf-8", "replace")
         notes.append(f"{key} {new!r} (was {was!r})")
     return notes
+
+
+async def _apply_status(
+    inj: inject.Injection,
+    tgid: int,
+    todo: list[tuple[str, object, object]],
+    resources: dict[str, int],
+) -> None:
+    """Each step of ``todo`` in turn; on a refusal, those done are set back
+    in reverse, and the refusal raised (EIO saying so if one could not be
+    set back)."""
+    done: list[tuple[str, object, object]] = []
+    try:
+        for key, new, was in todo:
+            await _set_one(inj, key, new, resources)
+            done.append((key, new, was))
+            if key == "cwd":
+                now = os.readlink(f"/proc/{tgid}/cwd")
+                if now != new:
+                    raise OSError(
+                        errno.EINVAL,
+                        f"cwd {new!r} is {now!r} (a symbolic link?): write that",
+                    )
+    except Exception as exc:
+        failed = []
+        for key, _new, was in reversed(done):
+            try:
+                await _set_one(inj, key, was, resources)
+            except Exception:
+                failed.append(key)
+        if failed:
+            raise OSError(
+                errno.EIO,
+                f"{PARTWAY}{exc}; and {', '.join(failed)} could not be set back: read status",
+            ) from None
+        raise
 
 
 async def _set_one(
@@ -1215,12 +1311,13 @@ async def _set_one(
     errno (EPERM for what it may not do) when refused."""
     buf = inj.scratch
     if key == "comm":
-        assert isinstance(value, str)
-        inj.write(buf, value.encode()[:15] + b"\0")
+        assert isinstance(value, (str, bytes))
+        raw = value.encode() if isinstance(value, str) else value
+        inj.write(buf, raw[:15] + b"\0")
         r = await inj.syscall(SYS_PRCTL, PR_SET_NAME, buf, 0, 0, 0)
     elif key == "cwd":
-        assert isinstance(value, str)
-        path = value.encode()
+        assert isinstance(value, (str, bytes))
+        path = value.encode() if isinstance(value, str) else value
         if len(path) >= 4096 or b"\0" in path:
             raise OSError(errno.EINVAL, "cwd: not a path chdir() takes")
         inj.write(buf, path + b"\0")

@@ -82,6 +82,6 @@ def test_a_process_traced_by_someone_else_is_left_alone(mnt, spawn, rel, data, a
         time.sleep(0.01)
     after = mnt.read(f"{t.pid}/{rel}"), t.status()
     assert after[0] == before[0]
-    keys = ("SigBlk", "SigPnd", "ShdPnd", "Umask", "State")
+    keys = ("SigBlk", "SigPnd", "ShdPnd", "Umask", "Name", "NoNewPrivs")
     assert {k: after[1][k] for k in keys} == {k: before[1][k] for k in keys}
     assert "Traceback" not in mnt.log()

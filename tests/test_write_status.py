@@ -84,6 +84,9 @@ def test_the_process_s_own_privileges_decide(mnt, spawn, unpriv_user) -> None:  
         (f"rlimit nofile {soft} {int(hard) + 1}\n", errno.EPERM),
         ("nice -5\n", errno.EACCES),
         ("umask 0027\nnice -5\n", errno.EACCES),  # the umask is set back
+        # A raised nice it could not lower again is made after the refused
+        # limit, so it is never made.
+        (f"nice 10\nrlimit nofile {soft} {int(hard) + 1}\n", errno.EPERM),
     ]
     for data, err in cases:
         with pytest.raises(OSError) as info:
@@ -91,6 +94,7 @@ def test_the_process_s_own_privileges_decide(mnt, spawn, unpriv_user) -> None:  
         assert info.value.errno == err, data
         assert "the process may not set it" in mnt.read(f"{t.pid}/errors").splitlines()[-1]
         assert mnt.read(f"{t.pid}/status") == before
+        assert os.getpriority(os.PRIO_PROCESS, t.pid) == 0
     write(f"{mnt.path}/{t.pid}/status", f"rlimit nofile 64 {hard}\n".encode())
     assert limits(t.pid, "Max open files") == ("64", hard)
 
@@ -117,7 +121,12 @@ BAD = [
     (b"nice 20\n", errno.EINVAL, "nice"),
     (b"rlimit nofile 10 5\n", errno.EINVAL, "rlimit nofile"),
     (b"umask 0022\numask 0077\n", errno.EINVAL, "given twice"),
-    (b"dumpable 2\n", errno.EINVAL, "dumpable 2"),
+    (b"dumpable 2\n", errno.EINVAL, "2 is the kernel's suid_dumpable"),
+    (b"cwd tmp\n", errno.EINVAL, "write an absolute path"),
+    (b"cwd /tmp/\n", errno.EINVAL, "write an absolute path"),
+    (b"cwd /tmp/../tmp\n", errno.EINVAL, "write an absolute path"),
+    (b"umask 0077\ncwd /proc/self\n", errno.EINVAL, "a symbolic link?"),
+    (b"no_new_privs 1\ncwd /nonexistent\n", errno.ENOENT, "cwd: the process may not set it"),
     (b"timerslack_ns 0\n", errno.EINVAL, "timerslack_ns 0"),
     (b"personality 0xffffffff\n", errno.EINVAL, "only asks"),
     (b"\xff\n", errno.EINVAL, "not UTF-8 text (byte 1)"),
@@ -129,14 +138,23 @@ BAD = [
 @pytest.mark.parametrize(("data", "err", "message"), BAD, ids=[repr(d[:20]) for d, _, _ in BAD])
 def test_bad_input_is_refused_and_changes_nothing(mnt, spawn, data, err, message) -> None:  # type: ignore[no-untyped-def]
     t = spawn("handlers")
-    before = (mnt.read(f"{t.pid}/status"), t.status()["Umask"], os.readlink(f"/proc/{t.pid}/cwd"))
+
+    def now() -> tuple[str, str, str, str]:
+        st = t.status()
+        return (
+            mnt.read(f"{t.pid}/status"),
+            st["Umask"],
+            st["NoNewPrivs"],
+            os.readlink(f"/proc/{t.pid}/cwd"),
+        )
+
+    before = now()
     with pytest.raises(OSError) as info:
         write(f"{mnt.path}/{t.pid}/status", data)
     assert info.value.errno == err
     last = mnt.read(f"{t.pid}/errors").splitlines()[-1]
     assert "status: write refused:" in last and message in last, last
-    after = (mnt.read(f"{t.pid}/status"), t.status()["Umask"], os.readlink(f"/proc/{t.pid}/cwd"))
-    assert after == before
+    assert now() == before
 
 
 def test_no_new_privs_is_set_last_and_never_cleared(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
@@ -148,5 +166,22 @@ def test_no_new_privs_is_set_last_and_never_cleared(mnt, spawn) -> None:  # type
         write(path, b"no_new_privs 0\n")
     assert info.value.errno == errno.EINVAL
     assert t.status()["NoNewPrivs"] == "1"
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as info:
         write(path, b"no_new_privs 1\n", append=True)
+    assert info.value.errno == errno.EINVAL
+
+
+def test_a_frozen_process_s_settings_read_back_as_written(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """While frozen, the values the action stub fetched for status are kept
+    until the thaw: a write replaces them, and status shows what was set."""
+    t = spawn("handlers")
+    ctl = f"{mnt.path}/{t.pid}/ctl"
+    write(ctl, b"freeze\n")
+    try:
+        mnt.read(f"{t.pid}/sig/action")  # fills the frozen facts
+        write(f"{mnt.path}/{t.pid}/status", b"pdeath_signal 9\nchild_subreaper 1\n")
+        text = mnt.read(f"{t.pid}/status")
+        assert "pdeath_signal 9\n" in text and "child_subreaper 1\n" in text
+    finally:
+        write(ctl, b"thaw\n")
+    assert "pdeath_signal 9\n" in mnt.read(f"{t.pid}/status")

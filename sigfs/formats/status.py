@@ -102,7 +102,7 @@ _INTS: dict[str, tuple[int, int, str]] = {
     "nice": (-20, 19, "dec"),
     "sched_policy": (0, _SCHED_RESET_ON_FORK | 7, "dec"),
     "sched_priority": (0, 99, "dec"),
-    "thp_disable": (0, 1, "dec"),
+    "thp_disable": (0, 3, "dec"),  # 6.18: 3 with PR_THP_DISABLE_EXCEPT_ADVISED
     "child_subreaper": (0, 1, "dec"),
 }
 
