@@ -251,3 +251,93 @@ def test_a_read_racing_a_setuid_exec_is_refused(
         assert errno_of(fs.open, regs, os.O_RDONLY, user) == errno.ENOENT
     finally:
         stop_process(target)
+
+
+# The user's writer: opens each file, says so, and on a line writes each,
+# printing "name errno" (0 for a write that went through).
+_WRITER = """
+import os, sys
+d = sys.argv[1]
+files = [
+    ("sig/pending", b"SIGRTMIN+5\\n", True),
+    ("sig/shared_pending", b"SIGRTMIN+5\\n", True),
+    ("sig/action", b"SIGUSR1 ignore\\n", False),
+    ("sig/altstack", b"0x0 0 2\\n", False),
+    ("regs", b"rax 0\\n", False),
+    ("fpu", None, False),
+    ("status", b"umask 0022\\n", False),
+]
+fds = []
+for name, data, append in files:
+    if data is None:
+        data = open(f"{d}/{name}", "rb").read()
+    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
+    fds.append((name, os.open(f"{d}/{name}", flags), data))
+print("opened", flush=True)
+sys.stdin.readline()
+for name, fd, data in fds:
+    try:
+        os.write(fd, data)
+        print(name, 0, flush=True)
+    except OSError as exc:
+        print(name, exc.errno, flush=True)
+"""
+
+
+def test_every_write_opened_before_a_setuid_exec_is_refused(unpriv_user, setuid_sleeper) -> None:  # type: ignore[no-untyped-def]
+    """Each writable file opened by the user before its process becomes
+    root's: every write after is refused with EPERM, a write that would
+    change nothing (status's umask as it is) included, so a write cannot
+    tell the user anything of the new program either."""
+    from mounting import start_mount, stop_mount
+
+    _name, uid, gid = unpriv_user
+    m = start_mount(options=("allow_other",))
+    target = users_shell(setuid_sleeper, uid, gid)
+    writer = None
+    try:
+        assert target.stdout is not None and target.stdin is not None
+        assert target.stdout.readline().strip() == "ready"
+        pid = target.pid
+        writer = subprocess.Popen(
+            ["/usr/bin/python3", "-c", _WRITER, f"{m.path}/{pid}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=demoted(uid, gid),
+        )
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "opened", writer.stderr
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        assert target.stdout.readline().startswith("ready pid=")
+        with open(f"/proc/{pid}/status") as f:
+            before = f.read()
+        assert f"Uid:\t{uid}\t0\t0" in before
+        out, err = writer.communicate("go\n", timeout=60)
+        results = dict(line.split() for line in out.splitlines())
+        assert results == {
+            name: str(errno.EPERM)
+            for name in (
+                "sig/pending",
+                "sig/shared_pending",
+                "sig/action",
+                "sig/altstack",
+                "regs",
+                "fpu",
+                "status",
+            )
+        }, (out, err)
+        with open(f"/proc/{pid}/status") as f:
+            after = f.read()
+        for key in ("SigPnd", "ShdPnd", "SigCgt", "SigIgn", "Umask", "TracerPid"):
+            line = next(x for x in after.splitlines() if x.startswith(key + ":"))
+            assert line in before, line
+    finally:
+        if writer is not None and writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        stop_process(target)
+        stop_mount(m)
+    assert "Traceback" not in m.log()
