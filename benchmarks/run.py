@@ -134,9 +134,74 @@ def bench_signal_files(n: int) -> None:
             f"{asked:.1f} us from PTRACE_INTERRUPT until seen stopped"
             "   (aim < 100 us)"
         )
+        writes = write_latencies(base, max(n // 10, 50))
+        print(
+            f"writes, median of {max(n // 10, 50)} open+write+close each (us; ratio to the floor):"
+        )
+        for name, seconds in writes:
+            print(f"  {name:<34}{seconds * us:8.1f}  {seconds / floor:5.2f}x")
     finally:
         stop_target(target)
         stop_mount(m)
+
+
+def write_latencies(base: str, n: int) -> list[tuple[str, float]]:
+    """Median seconds of open+write+close for each writable file, with a
+    write that changes the process and one that puts it back, in turns (so
+    the process ends as it began)."""
+
+    def once(rel: str, data: bytes, append: bool = False) -> float:
+        flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
+        t0 = time.perf_counter()
+        fd = os.open(f"{base}/{rel}", flags)
+        os.write(fd, data)
+        os.close(fd)
+        return time.perf_counter() - t0
+
+    with open(f"{base}/sig/action") as f:
+        usr2 = next(line for line in f if line.startswith("12 "))
+    with open(f"{base}/sig/altstack") as f:
+        altstack = f.read().encode()
+    with open(f"{base}/status") as f:
+        umask = next(line for line in f if line.startswith("umask ")).encode()
+    with open(f"{base}/regs") as f:
+        rax = next(line for line in f if line.startswith("rax ")).encode()
+    cases = [
+        (
+            "sig/blocked (+SIG, -SIG)",
+            ("sig/blocked", b"+SIGTERM\n", False),
+            ("sig/blocked", b"-SIGTERM\n", False),
+        ),
+        (
+            "sig/pending (>> a signal, > empty)",
+            ("sig/pending", b"SIGUSR2\n", True),  # blocked in the target
+            ("sig/pending", b"\n", False),
+        ),
+        (
+            "sig/action (one line, injected)",
+            ("sig/action", b"SIGUSR2 ignore\n", False),
+            ("sig/action", usr2.encode(), False),
+        ),
+        (
+            "sig/altstack (injected)",
+            ("sig/altstack", b"0x0 0 2\n", False),
+            ("sig/altstack", altstack, False),
+        ),
+        ("regs (rax, as it is)", ("regs", rax, False), ("regs", rax, False)),
+        (
+            "status (umask, injected)",
+            ("status", b"umask 0077\n", False),
+            ("status", umask, False),
+        ),
+    ]
+    out = []
+    for name, change, back in cases:
+        samples = []
+        for _ in range(n):
+            samples.append(once(*change))
+            samples.append(once(*back))
+        out.append((name, statistics.median(samples)))
+    return out
 
 
 class _Iovec(ctypes.Structure):
