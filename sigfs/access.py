@@ -87,7 +87,7 @@ class Caller:
                     caps = int(procfs.read_status(self.pid).get("CapEff") or "0", 16)
                 except (ProcessLookupError, ValueError):
                     caps = 0
-            self._privileged = bool(caps >> CAP_SYS_PTRACE & 1)
+            self._privileged = bool(caps >> CAP_SYS_PTRACE & 1) and _in_our_user_ns(self.pid)
         return self._privileged
 
 
@@ -188,10 +188,18 @@ def caller_of(pid: int, uid: int, gid: int) -> Caller:
             real_gid = _ids(st["Gid"])[0]
             caps = int(st.get("CapEff", "0") or "0", 16)
             tgid = int(st["Tgid"])
-            return Caller(pid, real_uid, real_gid, bool(caps >> CAP_SYS_PTRACE & 1), tgid)
+            privileged = bool(caps >> CAP_SYS_PTRACE & 1) and _in_our_user_ns(pid)
+            return Caller(pid, real_uid, real_gid, privileged, tgid)
         except (ProcessLookupError, KeyError, ValueError):
             pass
     return Caller(pid, uid, gid, uid == 0)
+
+
+def _in_our_user_ns(pid: int) -> bool:
+    """Whether ``pid`` is in the daemon's user namespace: a capability held
+    in a namespace of its own (``unshare -Ur``) is no capability over the
+    processes sigfs shows, which live outside it."""
+    return pid > 0 and procfs.same_namespace(pid, "user")
 
 
 def _is_descendant(pid: int, ancestor: int) -> bool:

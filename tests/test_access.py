@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from conftest import _runnable_by_anyone, demoted, start_python, stop_process
+from conftest import _runnable_by_anyone, demoted, run_as, start_python, stop_process
 
 from sigfs import access
 
@@ -163,3 +163,29 @@ def test_the_decision_is_the_kernels(spawn, target_bin, unpriv_user, unpriv_user
     if access._yama_scope() == 0:
         # Root may trace all; a user its own and no one else's.
         assert answers == {(True, True), (False, True), (False, False)}
+
+
+def test_capabilities_of_a_user_s_own_namespace_count_for_nothing(spawn, unpriv_user) -> None:  # type: ignore[no-untyped-def]
+    """`unshare -Ur` makes a user root of a namespace of its own, with
+    CAP_SYS_PTRACE there: over root's processes, outside it, that is
+    nothing, to the kernel and to sigfs alike."""
+    import pytest
+    from mounting import start_mount, stop_mount
+
+    _name, uid, gid = unpriv_user
+    probe = run_as(uid, gid, "unshare -Ur true")
+    if probe.returncode != 0:
+        pytest.skip(f"no unprivileged user namespaces here: {probe.stderr.strip()}")
+    m = start_mount(options=("allow_other",))
+    try:
+        roots = spawn("handlers")
+        base = f"{m.path}/{roots.pid}"
+        for cmd in (f"cat {base}/regs", f"ls {m.path}", f"echo comm pwned > {base}/status"):
+            res = run_as(uid, gid, f"unshare -Ur sh -c {cmd!r}")
+            if cmd.startswith("ls"):
+                assert str(roots.pid) not in res.stdout.split(), res.stdout
+            else:
+                assert res.returncode != 0, (cmd, res.stdout)
+        assert roots.status()["Name"] == "handlers"
+    finally:
+        stop_mount(m)
