@@ -360,6 +360,13 @@ def plan_pending(
             if old_mask >> (k - 1) & 1:
                 take[k] = max(1, sum(1 for raw in old if _signo(raw) == k))
         base, queue, mask = [], list(new), 0
+        stuck = set(take) & {9, 19}
+        if stuck:
+            raise OSError(
+                errno.EBUSY,
+                f"{_names(_mask_of(stuck))} is pending, and no one can take it out "
+                "(rt_sigtimedwait never returns it): write what is to be added with >>",
+            )
     elif replace:
         base, queue, mask = list(old), new[len(old) :], old_mask
     else:
@@ -655,6 +662,7 @@ async def _take_out(
         for i in range(n):
             r = await inj.syscall(SYS_RT_SIGTIMEDWAIT, set_at, info_at, ts_at, 8)
             if r != k:
+                _in_order(old, gone, out)  # what was taken before is put back
                 raise OSError(
                     errno.EIO,
                     f"taking out {_names(1 << (k - 1))} in thread {tid} gave "
@@ -662,7 +670,7 @@ async def _take_out(
                 )
             got = inj.read(info_at, 128)
             if i < len(records):
-                gone.setdefault(k, []).append(records[i])
+                gone.setdefault(k, []).append(got)  # what came out is what goes back
                 if not _same_siginfo(got, records[i]):
                     _in_order(old, gone, out)
                     raise OSError(
@@ -674,14 +682,13 @@ async def _take_out(
 
 
 def _in_order(old: list[bytes], gone: dict[int, list[bytes]], out: list[bytes]) -> None:
-    """Append to ``out`` the records of ``old`` that were taken out
-    (``gone``, by signal), in the order ``old`` has them."""
-    left = {k: len(v) for k, v in gone.items()}
+    """Append to ``out`` the siginfos taken out (``gone``, by signal, in the
+    order they came out), placed where ``old`` has their signal's records."""
+    left = {k: list(v) for k, v in gone.items()}
     for raw in old:
-        k = _signo(raw)
-        if left.get(k, 0):
-            out.append(raw)
-            left[k] -= 1
+        taken = left.get(_signo(raw))
+        if taken:
+            out.append(taken.pop(0))
 
 
 # Writing sig/altstack.

@@ -367,3 +367,30 @@ def test_a_process_in_its_own_pid_namespace(mnt, target_bin) -> None:  # type: i
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 pipe.close()
+
+
+def test_a_pending_sigstop_cannot_be_replaced_and_nothing_is_lost(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """A frozen process with SIGSTOP and SIGUSR2 in its shared queue: `>`
+    would have to take SIGSTOP out, which rt_sigtimedwait never returns.
+    Refused first, with the queue as it was (SIGUSR2 not lost)."""
+    import signal as sig
+
+    t = spawn("sleeper", "read")
+    ctl = f"{mnt.path}/{t.pid}/ctl"
+    write(ctl, b"freeze\n")
+    try:
+        os.kill(t.pid, sig.SIGSTOP)
+        os.kill(t.pid, sig.SIGUSR2)
+        deadline = time.monotonic() + 5
+        while t.sigmask_fields()["ShdPnd"] != bit(19, SIGUSR2) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        before = mnt.read(f"{t.pid}/sig/shared_pending")
+        with pytest.raises(OSError) as info:
+            write(f"{mnt.path}/{t.pid}/sig/shared_pending", b"SIGUSR1\n")
+        assert info.value.errno == errno.EBUSY
+        assert "SIGSTOP is pending" in mnt.read(f"{t.pid}/errors").splitlines()[-1]
+        assert mnt.read(f"{t.pid}/sig/shared_pending") == before
+        assert t.sigmask_fields()["ShdPnd"] == bit(19, SIGUSR2)
+    finally:
+        t.proc.kill()
+        t.proc.wait()
