@@ -1098,7 +1098,6 @@ SYS_SCHED_SETSCHEDULER, SYS_PRLIMIT64, SYS_PRCTL = 144, 302, 157
 STATUS_WRITABLE = (
     "comm",
     "umask",
-    "cwd",
     "personality",
     "pdeath_signal",
     "dumpable",
@@ -1123,11 +1122,10 @@ STATUS_ORDER = (
     "dumpable",
     "child_subreaper",
     "thp_disable",
-    "timerslack_ns",
-    "cwd",
     "rlimit",  # those that lower no hard limit
     "nice",
     "sched",
+    "timerslack_ns",  # after sched: a real-time thread ignores it
     "rlimit lowered",  # those that lower a hard limit
     "no_new_privs",
 )
@@ -1135,11 +1133,25 @@ REALTIME_POLICIES = {1, 2, 6}  # SCHED_FIFO SCHED_RR SCHED_DEADLINE
 SCHED_RESET_ON_FORK = 0x40000000
 
 
+def _realtime(values: dict[str, object], old: StatusModel) -> bool:
+    """Whether the thread's policy once written is a real-time one (whose
+    timer slack is the kernel's: 0, and not settable)."""
+    policy = int(values.get("sched_policy", old.sched_policy))  # type: ignore[call-overload]
+    return policy & ~SCHED_RESET_ON_FORK in REALTIME_POLICIES
+
+
 def _status_refusals(old: StatusModel, values: dict[str, object]) -> None:
     """EOPNOTSUPP for a change to a key the process cannot make itself
     (or that sigfs does not make); EINVAL for values the kernel would not
     keep as written."""
     fixed = [k for k, v in values.items() if k not in STATUS_WRITABLE and getattr(old, k) != v]
+    if fixed == ["cwd"]:
+        # A chdir() injected into the process could sleep on a slow or hung
+        # filesystem past the stop timeout, with the thread in sigfs's hands.
+        raise OSError(
+            errno.EOPNOTSUPP,
+            "cwd: not set through status (an injected chdir could hang on the filesystem)",
+        )
     if fixed:
         raise OSError(
             errno.EOPNOTSUPP,
@@ -1158,13 +1170,7 @@ def _status_refusals(old: StatusModel, values: dict[str, object]) -> None:
         raise OSError(errno.EINVAL, "thp_disable: 0 or 1 can be set")
     if changes("personality") and values["personality"] == 0xFFFFFFFF:
         raise OSError(errno.EINVAL, "personality 0xffffffff only asks; it sets nothing")
-    policy = int(values.get("sched_policy", old.sched_policy))  # type: ignore[call-overload]
-    if changes("timerslack_ns"):
-        if policy & ~SCHED_RESET_ON_FORK in REALTIME_POLICIES:
-            raise OSError(
-                errno.EINVAL,
-                "timerslack_ns: a real-time thread has no timer slack of its own to set",
-            )
+    if changes("timerslack_ns") and not _realtime(values, old):
         if values["timerslack_ns"] == 0:
             raise OSError(errno.EINVAL, "timerslack_ns 0 would mean the default, not 0")
     if changes("cwd"):
@@ -1234,10 +1240,13 @@ async def set_status(
         elif key in values and values[key] != getattr(old, key):
             before = {"comm": old_comm, "cwd": old_cwd}.get(key, getattr(old, key))
             steps[key].append((key, values[key], before))
-    want = (
-        values.get("sched_policy", old.sched_policy),
-        values.get("sched_priority", old.sched_priority),
-    )
+    if _realtime(values, old):
+        steps["timerslack_ns"] = []  # the kernel keeps none for a real-time thread
+    policy = values.get("sched_policy", old.sched_policy)
+    # A priority not written: 0 for a policy that is not real-time (the
+    # kernel refuses another), the one it has otherwise.
+    default_priority = old.sched_priority if _realtime(values, old) else 0
+    want = (policy, values.get("sched_priority", default_priority))
     if want != (old.sched_policy, old.sched_priority):
         steps["sched"].append(("sched", want, (old.sched_policy, old.sched_priority)))
     todo = [step for key in STATUS_ORDER for step in steps[key]]
