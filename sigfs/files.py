@@ -102,6 +102,9 @@ class FileContext:
     # check_opener).  None: not opened through the mount (no check).
     opener: tuple[int, int, bool, int] | None = None
     started: int = 0
+    # Writes through this open so far ended with a whole line (a write that
+    # carries on a line FUSE split mid-way is refused).
+    line_done: bool = True
 
     def log(self, message: str) -> None:
         self.errors.add(self.pid, self.path, message)

@@ -28,6 +28,9 @@ from sigfs.tracerd import TracerClient
 from sigfs.tree import ROOT_INODE, Node, Place, decode, encode
 
 log = logging.getLogger("sigfs")
+# The files where a later write through the same open adds to what the
+# first set (as `>>` does).
+APPENDING = {"sig/blocked", "sig/pending", "sig/shared_pending"}
 
 TIMEOUT = 1.0  # entry/attr cache: the NOTES measured 0 s at 3x the cost
 STREAM_BLKSIZE = 1 << 20  # st_blksize of the files: the largest FUSE read request
@@ -470,6 +473,21 @@ class SigFS(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.EBADF)
             node, fctx, inode = writer
             assert node.entry is not None and node.entry.store is not None
+            if off > 0:
+                # Not the open's first write: bash's echo and printf write
+                # line by line, and FUSE cuts a write of more than it takes
+                # at once (1 MiB) into pieces.  Each piece is applied as it
+                # comes: a mask or a queue takes the rest as added to what the
+                # first piece set; the others take each piece's lines.
+                if not fctx.line_done:
+                    fctx.log(
+                        "write refused: it arrived in pieces, cut inside a line (more than "
+                        "1 MiB at once?): write whole lines, at most 1 MiB at a time"
+                    )
+                    raise pyfuse3.FUSEError(errno.EINVAL)
+                if node.entry.path in APPENDING:
+                    fctx.append = True
+            fctx.line_done = bytes(buf[-1:]) == b"\n"
             if self.mount_id is not None:
                 # The open refuses a process its own file (EDEADLK), but a
                 # descriptor can be inherited or passed: a thread of the

@@ -85,3 +85,39 @@ def test_a_process_traced_by_someone_else_is_left_alone(mnt, spawn, rel, data, a
     keys = ("SigBlk", "SigPnd", "ShdPnd", "Umask", "Name", "NoNewPrivs")
     assert {k: after[1][k] for k in keys} == {k: before[1][k] for k in keys}
     assert "Traceback" not in mnt.log()
+
+
+def test_writes_that_come_line_by_line(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """bash's printf writes each line with its own write(2): a queue takes
+    the later lines as added to what the first line set, a settings file
+    takes each line; a piece that carries on a cut line is refused."""
+    t = spawn("handlers")
+    d = f"{mnt.path}/{t.pid}"
+    res = subprocess.run(  # SIGRTMIN+5 is blocked there
+        ["bash", "-c", f"printf 'SIGRTMIN+5\\nSIGRTMIN+5\\n' > {d}/sig/pending"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert res.returncode == 0, res.stderr
+    pending = mnt.read(f"{t.pid}/sig/pending")
+    # `>` emptied the thread's queue with the first line; the second added.
+    assert pending.count("sig 39: ") == 2 and "sig 12: " not in pending, pending
+    res = subprocess.run(
+        ["bash", "-c", f"printf 'comm two-lines\\numask 0027\\n' > {d}/status"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert res.returncode == 0, res.stderr
+    assert t.status()["Name"] == "two-lines" and t.status()["Umask"] == "0027"
+    fd = os.open(f"{d}/sig/blocked", os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, b"+SIGHUP")  # no newline: the next piece would carry it on
+        with pytest.raises(OSError) as info:
+            os.write(fd, b" +SIGINT\n")
+        assert info.value.errno == errno.EINVAL
+    finally:
+        os.close(fd)
+    assert "cut inside a line" in mnt.read(f"{t.pid}/errors").splitlines()[-1]
+    assert t.sigmask_fields()["SigBlk"] & 1 and not t.sigmask_fields()["SigBlk"] & 2
