@@ -878,12 +878,19 @@ async def set_actions(
                 try:
                     for old, new in changed:
                         await _sigaction(inj, new, done, old)
-                except Exception:
+                except Exception as exc:
+                    failed = []
                     for old in reversed(done):
                         try:
                             await _sigaction(inj, old, [], old)
                         except Exception:
-                            pass  # the first failure is the one to report
+                            failed.append(old.signum)
+                    if failed:
+                        raise OSError(
+                            errno.EIO,
+                            f"{PARTWAY}{exc}; and the actions of "
+                            f"{_names(_mask_of(set(failed)))} could not be set back: read it",
+                        ) from None
                     raise
     return changed
 
