@@ -203,13 +203,22 @@ def comm(pid: int) -> str:
     return _read(f"/proc/{pid}/comm").rstrip("\n")
 
 
-def find_mapping(pid: int, name: str) -> tuple[int, int] | None:
-    """(start, end) of the first mapping whose path column equals ``name``."""
+def mappings(pid: int) -> list[tuple[int, int, str, str]]:
+    """(start, end, permissions, path column) of every mapping, from
+    /proc/PID/maps ("" for an anonymous one)."""
+    out = []
     for line in _read_records(f"/proc/{pid}/maps").decode("utf-8", "replace").splitlines():
         parts = line.split(None, 5)
-        if len(parts) == 6 and parts[5] == name:
-            start, _, end = parts[0].partition("-")
-            return int(start, 16), int(end, 16)
+        start, _, end = parts[0].partition("-")
+        out.append((int(start, 16), int(end, 16), parts[1], parts[5] if len(parts) == 6 else ""))
+    return out
+
+
+def find_mapping(pid: int, name: str) -> tuple[int, int] | None:
+    """(start, end) of the first mapping whose path column equals ``name``."""
+    for start, end, _perms, path in mappings(pid):
+        if path == name:
+            return start, end
     return None
 
 

@@ -700,12 +700,10 @@ def _rw_mapped(tgid: int, start: int, end: int) -> bool:
     """Whether [start, end) lies in read-write mappings of the process,
     side by side with no hole (/proc/PID/maps)."""
     at = start
-    for line in procfs.read_maps(tgid).splitlines():
-        fields = line.split(None, 5)
-        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+    for lo, hi, perms, _path in procfs.mappings(tgid):
         if hi <= at:
             continue
-        if lo > at or not fields[1].startswith("rw"):
+        if lo > at or not perms.startswith("rw"):
             return False
         at = hi
         if at >= end:
@@ -800,8 +798,9 @@ SA_RESTORER = 0x04000000
 SA_KEPT = 0x1 | 0x2 | 0x4 | 0x800 | SA_RESTORER | 0x08000000 | 0x10000000 | 0x40000000 | 0x80000000
 
 
-def _executable(maps: list[tuple[int, int, str]], addr: int) -> bool:
-    return any(lo <= addr < hi and perms[2] == "x" for lo, hi, perms in maps)
+def _mapping_of(maps: list[tuple[int, int, str, str]], addr: int) -> str | None:
+    """The permissions of the mapping holding ``addr``, or None."""
+    return next((perms for lo, hi, perms, _path in maps if lo <= addr < hi), None)
 
 
 def check_actions(tgid: int, acts: list[SigAction]) -> None:
@@ -811,7 +810,7 @@ def check_actions(tgid: int, acts: list[SigAction]) -> None:
     not keep, a handler without SA_RESTORER (a 64-bit handler returns only
     through it), a handler or restorer outside the process's executable
     mappings."""
-    maps: list[tuple[int, int, str]] | None = None
+    maps: list[tuple[int, int, str, str]] | None = None
     for a in acts:
         name = _names(1 << (a.signum - 1))
         if a.signum in (9, 19) and (a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0):
@@ -831,13 +830,9 @@ def check_actions(tgid: int, acts: list[SigAction]) -> None:
                 "the kernel would kill the process at delivery",
             )
         if maps is None:
-            maps = []
-            for line in procfs.read_maps(tgid).splitlines():
-                fields = line.split(None, 5)
-                lo, hi = (int(x, 16) for x in fields[0].split("-"))
-                maps.append((lo, hi, fields[1]))
+            maps = procfs.mappings(tgid)
         for what, addr in (("handler", a.handler), ("restorer", a.restorer)):
-            if not _executable(maps, addr):
+            if "x" not in (_mapping_of(maps, addr) or "---"):
                 raise OSError(
                     errno.EINVAL,
                     f"{name}: {what} {addr:#x} is not in executable memory of the process "
@@ -932,16 +927,6 @@ async def _sigaction(
 XSTATE_READ = 16384  # more than any xsave area (image.XSTATE_MAX)
 
 
-def _mapping_of(tgid: int, addr: int) -> str | None:
-    """The permissions of the mapping holding ``addr``, or None."""
-    for line in procfs.read_maps(tgid).splitlines():
-        fields = line.split(None, 5)
-        lo, hi = (int(x, 16) for x in fields[0].split("-"))
-        if lo <= addr < hi:
-            return fields[1]
-    return None
-
-
 ORIG_RAX_NONE = (1 << 64) - 1
 USER_CS, USER32_CS, USER_SS = 0x33, 0x23, 0x2B
 EFLAGS_TF = 0x100
@@ -956,12 +941,13 @@ def _check_new_regs(tgid: int, old: pt.Regs, new: pt.Regs) -> None:
     (its end, or the growth area below ``[stack]``, included), ``cs``/``ss``
     other than the user segments (the kernel takes any selector of
     privilege 3), the trap flag (a SIGTRAP with no debugger)."""
-    if new.rip != old.rip and "x" not in (_mapping_of(tgid, new.rip) or "---"):
+    maps = procfs.mappings(tgid) if (new.rip, new.rsp) != (old.rip, old.rsp) else []
+    if new.rip != old.rip and "x" not in (_mapping_of(maps, new.rip) or "---"):
         raise OSError(
             errno.EINVAL,
             f"rip {new.rip:#x} is not in executable memory of the process (see its mm)",
         )
-    if new.rsp != old.rsp and not _stack_ok(tgid, new.rsp):
+    if new.rsp != old.rsp and not _stack_ok(maps, new.rsp):
         raise OSError(
             errno.EINVAL,
             f"rsp {new.rsp:#x} is not in read-write memory of the process (see its mm)",
@@ -976,15 +962,13 @@ def _check_new_regs(tgid: int, old: pt.Regs, new: pt.Regs) -> None:
         )
 
 
-def _stack_ok(tgid: int, rsp: int) -> bool:
-    for line in procfs.read_maps(tgid).splitlines():
-        fields = line.split(None, 5)
-        lo, hi = (int(x, 16) for x in fields[0].split("-"))
-        if not fields[1].startswith("rw"):
+def _stack_ok(maps: list[tuple[int, int, str, str]], rsp: int) -> bool:
+    for lo, hi, perms, path in maps:
+        if not perms.startswith("rw"):
             continue
         if lo < rsp <= hi:  # the slot below rsp is in it: an empty stack is its end
             return True
-        if len(fields) == 6 and fields[5].strip() == "[stack]" and lo - STACK_GROWTH < rsp <= hi:
+        if path == "[stack]" and lo - STACK_GROWTH < rsp <= hi:
             return True
     return False
 
