@@ -1083,7 +1083,7 @@ async def set_fpu(
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NAME = 1, 4, 15
 PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 29, 36, 38
 PR_SET_THP_DISABLE = 41
-SYS_UMASK, SYS_CHDIR, SYS_PERSONALITY, SYS_SETPRIORITY = 95, 80, 135, 141
+SYS_UMASK, SYS_PERSONALITY, SYS_SETPRIORITY = 95, 135, 141
 SYS_SCHED_SETSCHEDULER, SYS_PRLIMIT64, SYS_PRCTL = 144, 302, 157
 #: The keys of `status` a write can change.
 STATUS_WRITABLE = (
@@ -1164,21 +1164,6 @@ def _status_refusals(old: StatusModel, values: dict[str, object]) -> None:
     if changes("timerslack_ns") and not _realtime(values, old):
         if values["timerslack_ns"] == 0:
             raise OSError(errno.EINVAL, "timerslack_ns 0 would mean the default, not 0")
-    if changes("cwd"):
-        cwd = str(values["cwd"])
-        if old.root != "/":
-            raise OSError(
-                errno.EOPNOTSUPP,
-                f"cwd of a process under chroot ({old.root}): its paths are not status's",
-            )
-        if (
-            not cwd.startswith("/")
-            or os.path.normpath(cwd) != cwd.rstrip("/")
-            or cwd != (cwd.rstrip("/") or "/")
-        ):
-            raise OSError(
-                errno.EINVAL, f"cwd {cwd!r}: write an absolute path without . .. or a final /"
-            )
 
 
 async def set_status(
@@ -1214,7 +1199,6 @@ async def set_status(
     old = await read_status(tracer, tgid)
     with open(f"/proc/{tgid}/comm", "rb") as f:
         old_comm = f.read().rstrip(b"\n")  # as bytes: it need not be UTF-8
-    old_cwd = os.readlink(f"/proc/{tgid}/cwd".encode())
     await _with_stopped_write(tracer, tgid, tid, allowed)
     _status_refusals(old, values)
     current_rl = {name: (soft, hard) for name, soft, hard in old.rlimits}
@@ -1229,7 +1213,7 @@ async def set_status(
         elif key in ("sched_policy", "sched_priority"):
             continue
         elif key in values and values[key] != getattr(old, key):
-            before = {"comm": old_comm, "cwd": old_cwd}.get(key, getattr(old, key))
+            before = old_comm if key == "comm" else getattr(old, key)
             steps[key].append((key, values[key], before))
     if _realtime(values, old):
         steps["timerslack_ns"] = []  # the kernel keeps none for a real-time thread
@@ -1248,8 +1232,8 @@ async def set_status(
         async with tracer.stopped(tgid, tid) as att:
             _may_write(tracer, tid, check)
             with aio.shield():
-                async with inject.Injection(tracer, att, scratch_size=4608) as inj:
-                    await _apply_status(inj, tgid, todo, resources)
+                async with inject.Injection(tracer, att) as inj:
+                    await _apply_status(inj, todo, resources)
     finally:
         # What the action stub found for status and mm while frozen is
         # not what it was any more.
@@ -1277,7 +1261,6 @@ async def set_status(
 
 async def _apply_status(
     inj: inject.Injection,
-    tgid: int,
     todo: list[tuple[str, object, object]],
     resources: dict[str, int],
 ) -> None:
@@ -1289,13 +1272,6 @@ async def _apply_status(
         for key, new, was in todo:
             await _set_one(inj, key, new, resources)
             done.append((key, new, was))
-            if key == "cwd":
-                now = os.readlink(f"/proc/{tgid}/cwd")
-                if now != new:
-                    raise OSError(
-                        errno.EINVAL,
-                        f"cwd {new!r} is {now!r} (a symbolic link?): write that",
-                    )
     except Exception as exc:
         failed = []
         for key, _new, was in reversed(done):
@@ -1322,13 +1298,6 @@ async def _set_one(
         raw = value.encode() if isinstance(value, str) else value
         inj.write(buf, raw[:15] + b"\0")
         r = await inj.syscall(SYS_PRCTL, PR_SET_NAME, buf, 0, 0, 0)
-    elif key == "cwd":
-        assert isinstance(value, (str, bytes))
-        path = value.encode() if isinstance(value, str) else value
-        if len(path) >= 4096 or b"\0" in path:
-            raise OSError(errno.EINVAL, "cwd: not a path chdir() takes")
-        inj.write(buf, path + b"\0")
-        r = await inj.syscall(SYS_CHDIR, buf)
     elif key == "umask":
         r = await inj.syscall(SYS_UMASK, int(value))  # type: ignore[call-overload]
         r = 0 if r >= 0 else r
