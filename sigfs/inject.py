@@ -54,12 +54,20 @@ SYS = {
     "munmap": 11,
     "rt_sigaction": 13,
     "rt_sigprocmask": 14,
+    "umask": 95,
+    "rt_sigtimedwait": 128,
+    "rt_sigqueueinfo": 129,
+    "personality": 135,
+    "setpriority": 141,
+    "sched_setscheduler": 144,
+    "prctl": 157,
     "getpid": 39,
     "kill": 62,
     "sigaltstack": 131,
     "gettid": 186,
     "tgkill": 234,
     "rt_tgsigqueueinfo": 297,
+    "prlimit64": 302,
 }
 
 PAGE = 4096

@@ -291,9 +291,6 @@ def _s32(value: int) -> int:
 
 
 # Writing a pending queue (sig/pending, sig/shared_pending).
-SYS_RT_SIGTIMEDWAIT = 128
-SYS_RT_SIGQUEUEINFO = 129
-SYS_RT_TGSIGQUEUEINFO = 297
 SI_TKILL = -6
 SI_TIMER = -2
 SIGCONT = 18
@@ -546,9 +543,11 @@ async def write_pending(
         async def put(inj: inject.Injection, raw: bytes, to_shared: bool) -> int:
             inj.write(inj.scratch, raw)
             if to_shared:
-                return await inj.syscall(SYS_RT_SIGQUEUEINFO, ns_tgid, _signo(raw), inj.scratch)
+                return await inj.syscall(
+                    inject.SYS["rt_sigqueueinfo"], ns_tgid, _signo(raw), inj.scratch
+                )
             return await inj.syscall(
-                SYS_RT_TGSIGQUEUEINFO, ns_tgid, ns_tid, _signo(raw), inj.scratch
+                inject.SYS["rt_tgsigqueueinfo"], ns_tgid, ns_tid, _signo(raw), inj.scratch
             )
 
         # Shielded throughout: a cancelled request must not stop between a
@@ -660,7 +659,7 @@ async def _take_out(
         records = [raw for raw in old if _signo(raw) == k]
         inj.write(set_at, (1 << (k - 1)).to_bytes(8, "little"))
         for i in range(n):
-            r = await inj.syscall(SYS_RT_SIGTIMEDWAIT, set_at, info_at, ts_at, 8)
+            r = await inj.syscall(inject.SYS["rt_sigtimedwait"], set_at, info_at, ts_at, 8)
             if r != k:
                 _in_order(old, gone, out)  # what was taken before is put back
                 raise OSError(
@@ -1083,8 +1082,6 @@ async def set_fpu(
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NAME = 1, 4, 15
 PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 29, 36, 38
 PR_SET_THP_DISABLE = 41
-SYS_UMASK, SYS_PERSONALITY, SYS_SETPRIORITY = 95, 135, 141
-SYS_SCHED_SETSCHEDULER, SYS_PRLIMIT64, SYS_PRCTL = 144, 302, 157
 #: The keys of `status` a write can change.
 STATUS_WRITABLE = (
     "comm",
@@ -1297,25 +1294,25 @@ async def _set_one(
         assert isinstance(value, (str, bytes))
         raw = value.encode() if isinstance(value, str) else value
         inj.write(buf, raw[:15] + b"\0")
-        r = await inj.syscall(SYS_PRCTL, PR_SET_NAME, buf, 0, 0, 0)
+        r = await inj.syscall(inject.SYS["prctl"], PR_SET_NAME, buf, 0, 0, 0)
     elif key == "umask":
-        r = await inj.syscall(SYS_UMASK, int(value))  # type: ignore[call-overload]
+        r = await inj.syscall(inject.SYS["umask"], int(value))  # type: ignore[call-overload]
         r = 0 if r >= 0 else r
     elif key == "personality":
-        r = await inj.syscall(SYS_PERSONALITY, int(value))  # type: ignore[call-overload]
+        r = await inj.syscall(inject.SYS["personality"], int(value))  # type: ignore[call-overload]
         r = 0 if r >= 0 else r
     elif key == "nice":
-        r = await inj.syscall(SYS_SETPRIORITY, 0, 0, int(value))  # type: ignore[call-overload]
+        r = await inj.syscall(inject.SYS["setpriority"], 0, 0, int(value))  # type: ignore[call-overload]
     elif key == "sched":
         assert isinstance(value, tuple)
         policy, priority = (int(v) for v in value)
         inj.write(buf, priority.to_bytes(4, "little", signed=True))
-        r = await inj.syscall(SYS_SCHED_SETSCHEDULER, 0, policy, buf)
+        r = await inj.syscall(inject.SYS["sched_setscheduler"], 0, policy, buf)
     elif key.startswith("rlimit "):
         assert isinstance(value, tuple)
         soft, hard = (int(v) for v in value)
         inj.write(buf, soft.to_bytes(8, "little") + hard.to_bytes(8, "little"))
-        r = await inj.syscall(SYS_PRLIMIT64, 0, resources[key.split()[1]], buf, 0)
+        r = await inj.syscall(inject.SYS["prlimit64"], 0, resources[key.split()[1]], buf, 0)
     else:
         option = {
             "pdeath_signal": PR_SET_PDEATHSIG,
@@ -1325,6 +1322,6 @@ async def _set_one(
             "timerslack_ns": PR_SET_TIMERSLACK,
             "no_new_privs": PR_SET_NO_NEW_PRIVS,
         }[key]
-        r = await inj.syscall(SYS_PRCTL, option, int(value), 0, 0, 0)  # type: ignore[call-overload]
+        r = await inj.syscall(inject.SYS["prctl"], option, int(value), 0, 0, 0)  # type: ignore[call-overload]
     if -4096 < r < 0:
         raise OSError(-r, f"{key}: the process may not set it: {os.strerror(-r)}")
