@@ -586,6 +586,7 @@ ENTRIES: list[Entry] = [
         "blocked mask, 64 0/1 characters; write a mask, SIG names, +SIG or -SIG",
         mode=0o644,
         store=store_blocked,
+        adds=True,
     ),
     Entry(
         "sig/pending",
@@ -595,6 +596,7 @@ ENTRIES: list[Entry] = [
         "thread-private pending signals and their siginfo; write records or SIG names",
         mode=0o644,
         store=store_pending,
+        adds=True,
     ),
     Entry(
         "sig/shared_pending",
@@ -604,6 +606,7 @@ ENTRIES: list[Entry] = [
         "process-wide pending signals and their siginfo; write records or SIG names",
         mode=0o644,
         store=store_shared_pending,
+        adds=True,
     ),
     Entry(
         "sig/waiters",

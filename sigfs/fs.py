@@ -28,9 +28,6 @@ from sigfs.tracerd import TracerClient
 from sigfs.tree import ROOT_INODE, Node, Place, decode, encode
 
 log = logging.getLogger("sigfs")
-# The files where a later write through the same open adds to what the
-# first set (as `>>` does).
-APPENDING = {"sig/blocked", "sig/pending", "sig/shared_pending"}
 
 TIMEOUT = 1.0  # entry/attr cache: the NOTES measured 0 s at 3x the cost
 STREAM_BLKSIZE = 1 << 20  # st_blksize of the files: the largest FUSE read request
@@ -485,7 +482,7 @@ class SigFS(pyfuse3.Operations):
                         "1 MiB at once?): write whole lines, at most 1 MiB at a time"
                     )
                     raise pyfuse3.FUSEError(errno.EINVAL)
-                if node.entry.path in APPENDING:
+                if node.entry.adds:
                     fctx.append = True
             fctx.line_done = bytes(buf[-1:]) == b"\n"
             if self.mount_id is not None:

@@ -53,6 +53,9 @@ class Entry:
     injects: bool = False
     # Applies one write(2) of text to the process; raises OSError to refuse.
     store: Callable[[FileContext, bytes], Awaitable[None]] | None = None
+    # A later write through the same open adds to what the first set (as
+    # `>>` does), rather than setting what it names: a mask, a queue.
+    adds: bool = False
     # For streams too large to render at open (pages): a sequential reader.
     open_stream: Callable[[FileContext], Awaitable[StreamReader]] | None = None
     # ``load`` in two steps, for `sigfs checkpoint`: the reading, done while
