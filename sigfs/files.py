@@ -242,7 +242,7 @@ def _sender(ctx: FileContext) -> tuple[int, int]:
     try:
         st = procfs.read_status(pid)
         uid = int((st.get("Uid") or str(uid)).split()[0])  # real, not the FUSE fsuid
-        same = _ns_inode(pid, "pid") == _ns_inode(ctx.pid, "pid")
+        same = procfs.same_namespace(pid, "pid", ctx.pid)
         ns_pid = int((st.get("NSpid") or str(pid)).split()[-1])
     except (OSError, ValueError):
         same, ns_pid = False, pid
@@ -253,10 +253,6 @@ def _sender(ctx: FileContext) -> tuple[int, int]:
     if not procfs.same_namespace(ctx.pid, "user"):
         uid = OVERFLOW_UID
     return pid, uid
-
-
-def _ns_inode(pid: int, kind: str) -> int:
-    return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
 
 
 def _looks_like_bitmap(line: str) -> bool:

@@ -328,11 +328,14 @@ def start_time(pid: int) -> int:
     return int(text[text.rindex(")") + 2 :].split()[19])
 
 
-def same_namespace(pid: int, kind: str) -> bool:
-    """Whether process ``pid`` is in this process's namespace of ``kind``
-    ("pid", "user"); False when it cannot be told."""
+def same_namespace(pid: int, kind: str, other: int | str = "self") -> bool:
+    """Whether process ``pid`` is in the namespace of ``kind`` ("pid",
+    "user") of ``other`` (this process unless given); False when it cannot
+    be told."""
     try:
-        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino == os.stat(f"/proc/self/ns/{kind}").st_ino
+        return (
+            os.stat(f"/proc/{pid}/ns/{kind}").st_ino == os.stat(f"/proc/{other}/ns/{kind}").st_ino
+        )
     except OSError:
         return False
 
