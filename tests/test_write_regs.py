@@ -74,6 +74,7 @@ BAD_REGS = [
     (b"fs_base 0xffff888000000000\n", "the kernel refuses these registers"),
     (b"\xff\n", "not UTF-8 text (byte 1)"),
     (b"# nothing\n", "end of input"),
+    (b"rax 0\n" * 20000, "more than the registers take"),
 ]
 
 

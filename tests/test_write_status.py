@@ -128,6 +128,8 @@ BAD = [
     (b"personality 0xffffffff\n", errno.EINVAL, "only asks"),
     (b"\xff\n", errno.EINVAL, "not UTF-8 text (byte 1)"),
     (b"# nothing\n", errno.EINVAL, "end of input"),
+    # 2.2 MB: FUSE hands it over in pieces, the first already refused.
+    (b"umask 0022\n" * 200000, errno.EINVAL, "given twice"),
 ]
 
 
