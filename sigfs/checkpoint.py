@@ -436,8 +436,8 @@ def _process_start(pid: int) -> str:
     """When the process started (UTC, ISO-8601): the same for every image of
     one process, so checkpointing an unchanged process twice gives the same
     bytes."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat", "rb") as f:  # the name in it need not be UTF-8
+        fields = f.read().rsplit(b")", 1)[1].split()
     ticks = int(fields[19])
     with open("/proc/stat") as f:
         btime = next(int(line.split()[1]) for line in f if line.startswith("btime"))
@@ -845,8 +845,8 @@ def _interrupted(pid: int, prep: Prepared | None, signum: int) -> None:
 def _started_at() -> float:
     """When this process started, on the monotonic clock (to the kernel's
     clock tick): so ``--timings`` shows the interpreter's start-up too."""
-    with open("/proc/self/stat") as f:
-        ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/self/stat", "rb") as f:
+        ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
     since_boot = ticks / os.sysconf("SC_CLK_TCK")
     return since_boot - (time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic())
 

@@ -35,7 +35,7 @@ STREAM_BLKSIZE = 1 << 20  # st_blksize of the files: the largest FUSE read reque
 # permission check after reading them.  The leader's sig/blocked, made from
 # the status the check itself read, needs none either.
 _FROM_CHECK = frozenset({"errors", "ctl"})
-FORMAT_VERSION = 2  # docs/FORMAT.md; MANIFEST's format_version
+FORMAT_VERSION = 3  # docs/FORMAT.md; MANIFEST's format_version
 
 # Root-level files (fixed inodes below any computed one).
 VERSION_INODE = 2

@@ -199,8 +199,9 @@ def tracer_pid(pid: int, tid: int | None = None) -> int:
     return int(read_status(pid, tid).get("TracerPid") or "0")
 
 
-def comm(pid: int) -> str:
-    return _read(f"/proc/{pid}/comm").rstrip("\n")
+def comm(pid: int, errors: str = "surrogateescape") -> str:
+    """The name, bytes that are not UTF-8 kept as surrogates (``errors``)."""
+    return _read_bytes(f"/proc/{pid}/comm").decode("utf-8", errors).rstrip("\n")
 
 
 def mappings(pid: int) -> list[tuple[int, int, str, str]]:

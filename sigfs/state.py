@@ -1292,7 +1292,7 @@ async def _set_one(
     buf = inj.scratch
     if key == "comm":
         assert isinstance(value, (str, bytes))
-        raw = value.encode() if isinstance(value, str) else value
+        raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
         inj.write(buf, raw[:15] + b"\0")
         r = await inj.syscall(inject.SYS["prctl"], PR_SET_NAME, buf, 0, 0, 0)
     elif key == "umask":

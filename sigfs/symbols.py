@@ -39,7 +39,7 @@ def _symbols(path: str, mtime_ns: int) -> tuple[bool, list[int], list[tuple[int,
 
 def _maps(pid: int) -> list[tuple[int, int, int, str]]:
     out = []
-    with open(f"/proc/{pid}/maps") as f:
+    with open(f"/proc/{pid}/maps", encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
             parts = line.split(None, 5)
             if len(parts) < 6 or not parts[5].startswith("/"):

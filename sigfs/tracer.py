@@ -121,7 +121,7 @@ class TargetBusy(OSError):
     def __init__(self, tid: int, tracer: int) -> None:
         who = f"{tracer}" if tracer > 0 else "another tracer"
         try:
-            who_comm = procfs.comm(tracer) if tracer > 0 else ""
+            who_comm = procfs.comm(tracer, "replace") if tracer > 0 else ""
         except OSError:
             who_comm = ""
         who = f"{tracer} ({who_comm})" if who_comm else who

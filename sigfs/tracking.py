@@ -233,7 +233,7 @@ def _pinning(pid: int) -> str | None:
     """What of the process lets the kernel write its memory unseen, or None."""
     try:
         names = os.listdir(f"/proc/{pid}/fd")
-        with open(f"/proc/{pid}/maps") as f:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as f:
             maps = f.read()
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None

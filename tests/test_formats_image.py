@@ -655,14 +655,21 @@ def test_status_special_renderings() -> None:
     assert "\ncwd /my dir\\x20\n" in text
     assert "\numask 0007\n" in text
     assert status.parse(text) == _status(groups=(), comm="", cwd="/my dir ", umask=0o7)
+    # A name is any bytes but NUL (prctl PR_SET_NAME), escaped as paths are.
+    odd = "\tx\\y\udcff "
+    text = status.render(_status(comm=odd))
+    assert text.startswith("comm \\x09x\\\\y\\xff\\x20\n"), text
+    assert status.parse(text).comm == odd
 
 
 @st.composite
 def status_models(draw: st.DrawFn) -> Status:
+    # Any bytes but NUL, as the kernel keeps them: not UTF-8 and control characters too.
     comm = draw(
-        st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=15).filter(
-            lambda s: len(s.encode()) <= 15
-        )
+        st.one_of(
+            st.text(st.characters(blacklist_categories=("Cs",)), max_size=15),
+            st.binary(max_size=15).map(lambda b: b.decode("utf-8", "surrogateescape")),
+        ).filter(lambda s: "\0" not in s and len(s.encode("utf-8", "surrogateescape")) <= 15)
     )
 
     def limit() -> tuple[int, int]:
@@ -739,6 +746,9 @@ def _status_edit(old: str, new: str | None) -> str:
         (_status_edit("comm", "comm 0123456789abcdef"), "16 bytes, at most 15"),
         (_status_edit("comm", "comm a\rb"), "control character"),
         (_status_edit("comm", "comm \x00"), "control character"),
+        (_status_edit("comm", "comm a\\x00b"), "NUL"),
+        (_status_edit("comm", "comm a\\qb"), "comm"),
+        (_status_edit("comm", "comm " + "\\xff" * 16), "16 bytes, at most 15"),
         (_status_edit("nice", "nice 20"), "out of range -20..19"),
         (_status_edit("nice", "nice -21"), "out of range"),
         (_status_edit("uids", "uids 1 2 3"), "expected 4 ids"),
@@ -772,7 +782,8 @@ def test_status_errors_name_lines() -> None:
 
 def test_status_model_rejects() -> None:
     bad: list[dict[str, Any]] = [
-        {"comm": "x" * 16}, {"comm": "a\nb"}, {"pid": 0}, {"uids": (1, 2, 3)},
+        {"comm": "x" * 16}, {"comm": "a\0b"}, {"comm": "\ud800"}, {"comm": "\udcff" * 16},
+        {"pid": 0}, {"uids": (1, 2, 3)},
         {"groups": (-1,)}, {"umask": 0o1000}, {"nice": 20}, {"sched_policy": 9},
         {"rlimits": _status().rlimits[:15]},
         {"rlimits": (("fsize", 1, 1),) + _status().rlimits[1:]},
@@ -1530,7 +1541,7 @@ _HASH_OF: dict[str, Callable[[bytes], str]] = {"xxh3-128": _xxh, "sha256": _sha}
 
 def _manifest(checksum: str = "xxh3-128", **changes: Any) -> Manifest:
     base: dict[str, Any] = {
-        "format_version": 2, "checksum": checksum, "sigfs_version": "0.1.0",
+        "format_version": 3, "checksum": checksum, "sigfs_version": "0.1.0",
         "kernel": "6.8.0-45-generic", "machine": "x86_64", "xfeatures": 0xE7,
         "xsave_size": 2432, "pid": 4242, "created": "2024-05-01T12:00:00Z",
         "files": (
@@ -1544,8 +1555,8 @@ def _manifest(checksum: str = "xxh3-128", **changes: Any) -> Manifest:
 
 
 def _manifest_text(checksum: str | None) -> str:
-    """Canonical text: format 2 with ``checksum``, or format 1 (sha256) for ``None``."""
-    head = "format_version 1\n" if checksum is None else f"format_version 2\nchecksum {checksum}\n"
+    """Canonical text: format 3 with ``checksum``, or format 1 (sha256) for ``None``."""
+    head = "format_version 1\n" if checksum is None else f"format_version 3\nchecksum {checksum}\n"
     h = _HASH_OF[checksum or "sha256"]
     return head + (
         "sigfs_version 0.1.0\n"
@@ -1569,8 +1580,8 @@ XXH_EMPTY = _xxh(b"")
 
 
 def test_manifest_constants() -> None:
-    assert manifest.FORMAT_VERSION == 2
-    assert manifest.SUPPORTED_VERSIONS == (1, 2)
+    assert manifest.FORMAT_VERSION == 3
+    assert manifest.SUPPORTED_VERSIONS == (1, 2, 3)
     assert manifest.CHECKSUMS == ("xxh3-128", "sha256")
     assert manifest.DEFAULT_CHECKSUM == "xxh3-128"
     assert manifest.KEYS[:2] == ("format_version", "checksum")
@@ -1579,7 +1590,7 @@ def test_manifest_constants() -> None:
 @pytest.mark.parametrize("checksum", ["xxh3-128", "sha256"])
 def test_manifest_canonical_text(checksum: str) -> None:
     text = _manifest_text(checksum)
-    assert text.splitlines()[:2] == ["format_version 2", f"checksum {checksum}"]
+    assert text.splitlines()[:2] == ["format_version 3", f"checksum {checksum}"]
     model = _manifest(checksum)
     assert manifest.render(model) == text
     assert manifest.parse(text) == model
@@ -1644,7 +1655,9 @@ def test_manifest_unknown_checksum() -> None:
 
 @st.composite
 def manifest_models(draw: st.DrawFn) -> Manifest:
-    version, checksum = draw(st.sampled_from([(2, "xxh3-128"), (2, "sha256"), (1, "sha256")]))
+    version, checksum = draw(
+        st.sampled_from([(3, "xxh3-128"), (2, "xxh3-128"), (2, "sha256"), (1, "sha256")])
+    )
     hexdigits = 32 if checksum == "xxh3-128" else 64
     segment = st.one_of(fs_bytes, any_text).filter(
         lambda s: s not in ("", ".", "..") and "/" not in s and "\0" not in s
@@ -1672,7 +1685,7 @@ def manifest_models(draw: st.DrawFn) -> Manifest:
 @given(manifest_models())
 def test_manifest_round_trip(model: Manifest) -> None:
     text = manifest.render(model)
-    assert ("\nchecksum " in text) == (model.format_version == 2)
+    assert ("\nchecksum " in text) == (model.format_version != 1)
     assert manifest.parse(text) == model
     assert manifest.render(manifest.parse(text)) == text
 
@@ -1685,7 +1698,9 @@ def test_format_created() -> None:
     assert _manifest(created="2024-05-01T12:00:00.5+00:00").created.endswith("+00:00")
 
 
-@pytest.mark.parametrize(("version", "checksum"), [(2, "xxh3-128"), (2, "sha256"), (1, "sha256")])
+@pytest.mark.parametrize(
+    ("version", "checksum"), [(3, "xxh3-128"), (2, "xxh3-128"), (2, "sha256"), (1, "sha256")]
+)
 def test_manifest_verify(version: int, checksum: str) -> None:
     files = {"fds": b"abcd", "task/4242/regs": b"", "with space ": b"x"}
 
@@ -1727,8 +1742,8 @@ def _manifest_edit(old: str, new: str | None, text: str = MANIFEST_TEXT) -> str:
 @pytest.mark.parametrize(
     ("text", "line", "needle"),
     [
-        (_manifest_edit("format_version", "format_version 3"), 1, "format_version 3 is not"),
-        (_manifest_edit("format_version", "format_version 0"), 1, "reads 1, 2"),
+        (_manifest_edit("format_version", "format_version 4"), 1, "format_version 4 is not"),
+        (_manifest_edit("format_version", "format_version 0"), 1, "reads 1, 2, 3"),
         (_manifest_edit("format_version", "format_version x"), 1, "format_version"),
         (_manifest_edit("format_version", None), 11, "missing format_version"),
         ("", 1, "missing format_version checksum sigfs_version"),
@@ -1789,7 +1804,7 @@ def test_manifest_digest_length_must_match_checksum() -> None:
 def test_manifest_model_rejects() -> None:
     sha, xxh = SHA_EMPTY, XXH_EMPTY
     for changes in (
-        {"format_version": 3}, {"format_version": 0}, {"machine": "x 86"}, {"sigfs_version": ""},
+        {"format_version": 4}, {"format_version": 0}, {"machine": "x 86"}, {"sigfs_version": ""},
         {"kernel": "a\nb"}, {"pid": 0}, {"xfeatures": -1}, {"created": "now"},
         {"files": (("b", 0, xxh), ("a", 0, xxh))}, {"files": (("a", 0, xxh), ("a", 0, xxh))},
         {"files": (("../a", 0, xxh),)}, {"files": (("a", -1, xxh),)}, {"files": (("a", 0, "x"),)},

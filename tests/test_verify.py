@@ -184,7 +184,7 @@ def test_a_broken_pages_stream_is_caught_even_when_its_checksum_matches(image: P
     ("harm", "message"),
     [
         (lambda img: (img / "MANIFEST").unlink(), "no MANIFEST (not a sigfs image"),
-        (lambda img: (img / "MANIFEST").write_text("format_version 2\nbogus 1\n"), "line 2"),
+        (lambda img: (img / "MANIFEST").write_text("format_version 3\nbogus 1\n"), "line 2"),
         (
             lambda img: (img / "MANIFEST").write_text(
                 (img / "MANIFEST")
@@ -196,7 +196,7 @@ def test_a_broken_pages_stream_is_caught_even_when_its_checksum_matches(image: P
         ),
         (
             lambda img: (img / "MANIFEST").write_text(
-                (img / "MANIFEST").read_text().replace("format_version 2", "format_version 99")
+                (img / "MANIFEST").read_text().replace("format_version 3", "format_version 99")
             ),
             "format_version 99 is not supported",
         ),
@@ -254,7 +254,7 @@ def test_a_format_1_image_still_verifies(spawn, tmp_path: Path) -> None:  # type
     img = tmp_path / "img"
     assert checkpoint(t.pid, str(img), "--leave-running", "--checksum", "sha256").returncode == 0
     text = (img / "MANIFEST").read_text()
-    v1 = text.replace("format_version 2\n", "format_version 1\n").replace("checksum sha256\n", "")
+    v1 = text.replace("format_version 3\n", "format_version 1\n").replace("checksum sha256\n", "")
     assert v1 != text
     (img / "MANIFEST").write_text(v1)
     res = verify(img)

@@ -183,3 +183,43 @@ def test_a_frozen_process_s_settings_read_back_as_written(mnt, spawn) -> None:  
     finally:
         write(ctl, b"thaw\n")
     assert "pdeath_signal 9\n" in mnt.read(f"{t.pid}/status")
+
+
+def test_a_name_of_any_bytes_is_shown_escaped_and_checkpointed(mnt, spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A process may name itself any 15 bytes but NUL (prctl PR_SET_NAME):
+    a tab, a backslash, a multibyte character cut in half.  status shows the
+    name escaped as paths are, a checkpoint of the process works, and the
+    image's status line sets the same bytes in another process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    raw = b"a\tb\\c\xe2\x82\xac\xe2\x82 "  # a euro sign, then the first 2 of another's 3 bytes
+    shown = "a\\x09b\\\\c\u20ac\\xe2\\x82\\x20"
+    t = spawn("handlers")
+    write(f"{mnt.path}/{t.pid}/status", f"comm {shown}\n".encode())
+    with open(f"/proc/{t.pid}/comm", "rb") as f:
+        assert f.read() == raw + b"\n"
+    text = mnt.read(f"{t.pid}/status")
+    assert text.startswith(f"comm {shown}\n"), text.splitlines()[0]
+    sigfs = str(Path(sys.executable).parent / "sigfs")
+    image = tmp_path / "img"
+    subprocess.run(
+        [sigfs, "checkpoint", str(t.pid), str(image), "--leave-running", "--quiet"],
+        check=True,
+        timeout=60,
+    )
+    saved = (image / "status").read_text()
+    assert saved.startswith(f"comm {shown}\n")
+    other = spawn("handlers")
+    write(f"{mnt.path}/{other.pid}/status", saved.splitlines()[0].encode() + b"\n")
+    with open(f"/proc/{other.pid}/comm", "rb") as f:
+        assert f.read() == raw + b"\n"
+    for bad, needle in ((b"comm a\\x00b\n", "NUL"), (b"comm " + b"\\xff" * 16 + b"\n", "16 bytes")):
+        with pytest.raises(OSError) as info:
+            write(f"{mnt.path}/{other.pid}/status", bad)
+        assert info.value.errno == errno.EINVAL
+        assert needle in mnt.read(f"{other.pid}/errors").splitlines()[-1]
+    with open(f"/proc/{other.pid}/comm", "rb") as f:
+        assert f.read() == raw + b"\n"
+    assert t.command("counts") == "counts h1=0 h2=0 h3=0"

@@ -2,7 +2,7 @@
 
 ::
 
-    format_version 2
+    format_version 3
     checksum xxh3-128
     sigfs_version 0.1.0
     kernel 6.8.0-45-generic
@@ -66,9 +66,11 @@ __all__ = [
 ]
 
 #: The image format this sigfs writes.
-FORMAT_VERSION = 2
-#: The image formats this sigfs reads: 1 is 2 without ``checksum`` (always sha256).
-SUPPORTED_VERSIONS: tuple[int, ...] = (1, 2)
+FORMAT_VERSION = 3
+#: The image formats this sigfs reads: 1 is 2 without ``checksum`` (always sha256); 3 is
+#: 2 with ``comm`` in ``status`` escaped as paths are (the same bytes unless a name had a
+#: ``\``, a control character or bytes that are not UTF-8).
+SUPPORTED_VERSIONS: tuple[int, ...] = (1, 2, 3)
 #: Checksum algorithms, by their name in the ``checksum`` line.
 CHECKSUMS: tuple[str, ...] = ("xxh3-128", "sha256")
 #: What sigfs uses unless told otherwise: over ten times faster than sha256, and as good at

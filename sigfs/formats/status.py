@@ -37,10 +37,10 @@
 ``uids``/``gids`` are real, effective, saved and filesystem ids; ``groups`` the
 supplementary groups (``groups -`` for none); ``umask`` octal (on input with a leading
 ``0`` or ``0o``); ``personality`` and the capability sets ``0x`` hex; rlimits decimal,
-``unlimited`` standing for RLIM_INFINITY.  ``comm`` is the rest of the line, verbatim
-(at most 15 bytes, no control characters); ``cwd`` and ``root`` are the rest of the line,
-escaped as in :mod:`.fds`.  On input every key must appear exactly once, and ``rlimit``
-once for each resource, in any order.
+``unlimited`` standing for RLIM_INFINITY.  ``comm``, ``cwd`` and ``root`` are the rest
+of the line, escaped as in :mod:`.fds` (a name is any 15 bytes but NUL, UTF-8 or not).
+On input every key must appear exactly once, and ``rlimit`` once for each resource, in
+any order.
 """
 
 from __future__ import annotations
@@ -183,9 +183,8 @@ KEYS: tuple[str, ...] = tuple(f if f != "rlimits" else "rlimit" for f in fields(
 
 
 def _check_comm(comm: str, line: int | None) -> None:
-    bad = next((c for c in comm if ord(c) < 0x20 or ord(c) == 0x7F), None)
-    if bad is not None:
-        raise FormatError(line, f"comm: control character {bad!r} is not allowed")
+    if "\0" in comm:
+        raise FormatError(line, "comm: a NUL byte cannot be part of a name")
     try:
         size = len(comm.encode("utf-8", "surrogateescape"))
     except UnicodeEncodeError:
@@ -220,7 +219,7 @@ def render(status: Status) -> str:
     lines: list[str] = []
     for key in KEYS:
         if key == "comm":
-            lines.append(f"comm {status.comm}" if status.comm else "comm")
+            lines.append(f"comm {render_path(status.comm)}" if status.comm else "comm")
         elif key in ("cwd", "root"):
             path = render_path(getattr(status, key))
             lines.append(f"{key} {path}" if path else key)
@@ -328,8 +327,9 @@ def _lines(text: str) -> tuple[dict[str, object], dict[str, tuple[int, int]], in
 
 def _parse_value(key: str, rest: str, number: int) -> object:
     if key == "comm":
-        _check_comm(rest, number)
-        return rest
+        comm = parse_path(rest, "comm", number)
+        _check_comm(comm, number)
+        return comm
     if key in ("cwd", "root"):
         return parse_path(rest, key, number)
     tokens = rest.split()
