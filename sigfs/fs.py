@@ -9,6 +9,7 @@ the whole mount down.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import os
@@ -485,28 +486,10 @@ class SigFS(pyfuse3.Operations):
                 if node.entry.adds:
                     fctx.append = True
             fctx.line_done = bytes(buf[-1:]) == b"\n"
-            if self.mount_id is not None:
-                # The open refuses a process its own file (EDEADLK), but a
-                # descriptor can be inherited or passed: a thread of the
-                # process sleeping in a write into this mount is this write.
-                # Off the event loop, and given up after a second: the
-                # kernel makes /proc/TID/syscall under the exec lock, which
-                # an exec may hold while it waits for this daemon (a FLUSH).
-                writer_tid = None
-                with trio.move_on_after(1.0):
-                    writer_tid = await trio.to_thread.run_sync(
-                        procfs.writing_into,
-                        fctx.pid,
-                        self.mount_id,
-                        inode,
-                        abandon_on_cancel=True,
-                    )
-                if writer_tid is not None:
-                    fctx.log(
-                        f"write refused: thread {writer_tid} is writing this file itself "
-                        "(a descriptor it inherited?): stopping it would wait for ever"
-                    )
-                    raise pyfuse3.FUSEError(errno.EDEADLK)
+            # The open refuses a process its own file (EDEADLK), but a
+            # descriptor can be inherited or passed: a thread of the process
+            # sleeping in a write into this mount is this write.
+            await self._refuse_own_write(fctx, inode)
             try:
                 if self.remote is not None:
                     # One lock across the store and the state it leaves, so no
@@ -533,6 +516,10 @@ class SigFS(pyfuse3.Operations):
             except ProcessLookupError:
                 raise pyfuse3.FUSEError(errno.ESRCH) from None
             except OSError as exc:
+                if exc.errno == errno.EAGAIN:
+                    # The stop timed out: a writer that was not yet asleep
+                    # when first looked for is asleep now.
+                    await self._refuse_own_write(fctx, inode, waits=())
                 message = exc.strerror or str(exc)
                 if message.startswith(PARTWAY):
                     # The process was changed before the failure: not "refused".
@@ -541,6 +528,28 @@ class SigFS(pyfuse3.Operations):
                     fctx.log(f"write refused: {message}")
                 raise
             return len(buf)
+
+    async def _refuse_own_write(
+        self, fctx: FileContext, inode: int, waits: tuple[float, ...] | None = None
+    ) -> None:
+        """EDEADLK if a thread of the process is the one writing (see
+        :func:`procfs.writing_into`).  Off the event loop, and given up after
+        a second: the kernel makes /proc/TID/syscall under the exec lock,
+        which an exec may hold while it waits for this daemon (a FLUSH)."""
+        if self.mount_id is None:
+            return
+        look = functools.partial(procfs.writing_into, fctx.pid, self.mount_id, inode)
+        if waits is not None:
+            look = functools.partial(look, waits=waits)
+        writer_tid = None
+        with trio.move_on_after(1.0):
+            writer_tid = await trio.to_thread.run_sync(look, abandon_on_cancel=True)
+        if writer_tid is not None:
+            fctx.log(
+                f"write refused: thread {writer_tid} is writing this file itself "
+                "(a descriptor it inherited?): stopping it would wait for ever"
+            )
+            raise pyfuse3.FUSEError(errno.EDEADLK)
 
     async def setattr(
         self,

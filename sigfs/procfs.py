@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import time
 
 
 def _open(path: str) -> int:
@@ -295,32 +296,55 @@ def _unescape(field: bytes) -> bytes:
 WRITE_SYSCALLS = frozenset({1, 18, 20, 296, 328})
 
 
-def writing_into(pid: int, mount_id: int, ino: int) -> int | None:
+def writing_into(
+    pid: int, mount_id: int, ino: int, waits: tuple[float, ...] = (0.001, 0.004)
+) -> int | None:
     """A thread of ``pid`` that sleeps in a write to file ``ino`` of mount
     ``mount_id`` (its syscall, its descriptor's fdinfo), or None.  Only
     sleeping threads (S, D) are looked at, and their ``syscall`` file read
-    only then: the kernel takes the exec lock to make it.  Blocking: run it
-    off the daemon's event loop (an exec holding that lock may be waiting
-    for a FUSE reply)."""
-    for tid in list_tids(pid):
-        try:
-            stat = _read(f"/proc/{pid}/task/{tid}/stat")
-            if stat[stat.rindex(")") + 2 : stat.rindex(")") + 3] not in ("S", "D"):
-                continue
-            fields = _read(f"/proc/{pid}/task/{tid}/syscall").split()
-        except (OSError, ValueError):
-            continue
-        if len(fields) < 2 or not fields[0].isdigit() or int(fields[0]) not in WRITE_SYSCALLS:
-            continue
-        try:
-            info = _read(f"/proc/{pid}/task/{tid}/fdinfo/{int(fields[1], 16)}")
-        except (OSError, ValueError):
-            continue
-        found = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-        on_mount = found.get("mnt_id", "").strip() == str(mount_id)
-        if on_mount and found.get("ino", "").strip() == str(ino):
-            return tid
+    only then: the kernel takes the exec lock to make it.  A thread that
+    runs (R) may be the writer not yet asleep (on a busy machine the
+    daemon, woken by the request, can preempt it before it sleeps): such
+    threads are looked at again after each of ``waits`` (seconds), until
+    none runs.  Blocking: run it off the daemon's event loop (an exec
+    holding that lock may be waiting for a FUSE reply)."""
+    tids = list_tids(pid)
+    for wait in (*waits, None):
+        running = []
+        for tid in tids:
+            found = _writing(pid, tid, mount_id, ino)
+            if found is True:
+                return tid
+            if found is None:
+                running.append(tid)
+        if not running or wait is None:
+            return None
+        time.sleep(wait)
+        tids = running
     return None
+
+
+def _writing(pid: int, tid: int, mount_id: int, ino: int) -> bool | None:
+    """Whether thread ``tid`` sleeps in a write to that file; None when it runs."""
+    try:
+        stat = _read(f"/proc/{pid}/task/{tid}/stat")
+        state = stat[stat.rindex(")") + 2 : stat.rindex(")") + 3]
+        if state == "R":
+            return None
+        if state not in ("S", "D"):
+            return False
+        fields = _read(f"/proc/{pid}/task/{tid}/syscall").split()
+    except (OSError, ValueError):
+        return False
+    if len(fields) < 2 or not fields[0].isdigit() or int(fields[0]) not in WRITE_SYSCALLS:
+        return False
+    try:
+        info = _read(f"/proc/{pid}/task/{tid}/fdinfo/{int(fields[1], 16)}")
+    except (OSError, ValueError):
+        return False
+    found = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    on_mount = found.get("mnt_id", "").strip() == str(mount_id)
+    return on_mount and found.get("ino", "").strip() == str(ino)
 
 
 def start_time(pid: int) -> int:
