@@ -1190,3 +1190,49 @@ def test_pagemap_scan_lists_every_region_once_whatever_the_vector(vec_len: int) 
         assert found == want
     finally:
         m.close()
+
+
+def _spid_out(text: str) -> str:
+    return re.sub(r"spid \d+", "spid N", text)
+
+
+@pytest.mark.parametrize("sender", ["kill", "tgkill"])
+@pytest.mark.parametrize("target", ["handlers", "counter"])
+def test_a_sigstop_sent_to_a_frozen_process_survives_the_reads(mnt, spawn, target, sender) -> None:  # type: ignore[no-untyped-def]
+    """SIGSTOP cannot be blocked, so a thread running sigfs's injected code
+    dequeues it.  It must not be lost: after reading the files that inject
+    (action through the stub, altstack and status one syscall at a time) it
+    is pending again, in the queue it was sent to, and the thaw leaves the
+    process stopped, as a frozen process sent SIGSTOP would be.  Both a
+    thread asleep in a syscall (handlers: read) and a spinning one (counter)."""
+    t = spawn(target)
+    d = os.path.join(mnt.path, str(t.pid))
+    queue = "shared_pending" if sender == "kill" else "pending"
+    with open(f"{d}/ctl", "w") as f:
+        f.write("freeze\n")
+    try:
+        if sender == "kill":
+            os.kill(t.pid, signal.SIGSTOP)
+        else:
+            from sigfs import ptrace_raw
+
+            ptrace_raw.tgkill(t.pid, t.pid, signal.SIGSTOP)
+        before = mnt.read(f"{t.pid}/sig/{queue}")
+        assert before.splitlines()[0][signal.SIGSTOP - 1] == "1", before
+        for name in ("sig/action", "sig/altstack", "status", "sig/action"):
+            mnt.read(f"{t.pid}/{name}")
+        # Sent again by sigfs: the same queue and code (SI_USER, SI_TKILL), its
+        # pid as the sender (a stop signal's siginfo never reaches the process).
+        assert _spid_out(mnt.read(f"{t.pid}/sig/{queue}")) == _spid_out(before)
+    finally:
+        with open(f"{d}/ctl", "w") as f:
+            f.write("thaw\n")
+    deadline = time.monotonic() + 5
+    while t.state() != "T" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert t.state() == "T"
+    assert t.status()["TracerPid"] == "0"
+    os.kill(t.pid, signal.SIGCONT)
+    command = "counts" if target == "handlers" else "check"
+    reply = t.command(command)
+    assert reply in ("counts h1=0 h2=0 h3=0",) or reply.endswith(" ok"), reply
