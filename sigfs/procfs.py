@@ -305,9 +305,10 @@ def writing_into(
     only then: the kernel takes the exec lock to make it.  A thread that
     runs (R) may be the writer not yet asleep (on a busy machine the
     daemon, woken by the request, can preempt it before it sleeps): such
-    threads are looked at again after each of ``waits`` (seconds), until
-    none runs.  Blocking: run it off the daemon's event loop (an exec
-    holding that lock may be waiting for a FUSE reply)."""
+    threads, if they have the file open for writing, are looked at again
+    after each of ``waits`` (seconds), until none runs.  Blocking: run it
+    off the daemon's event loop (an exec holding that lock may be waiting
+    for a FUSE reply)."""
     tids = list_tids(pid)
     for wait in (*waits, None):
         running = []
@@ -317,11 +318,45 @@ def writing_into(
                 return tid
             if found is None:
                 running.append(tid)
-        if not running or wait is None:
+        if wait is None:
+            return None
+        # A thread that computes (the usual running thread) cannot be the
+        # writer unless its descriptors include the file open for writing.
+        running = [tid for tid in running if _holds_for_writing(pid, tid, mount_id, ino)]
+        if not running:
             return None
         time.sleep(wait)
         tids = running
     return None
+
+
+def _holds_for_writing(pid: int, tid: int, mount_id: int, ino: int) -> bool:
+    """Whether thread ``tid``'s descriptor table has file ``ino`` of mount
+    ``mount_id`` open for writing (what it may not be told: True)."""
+    base = f"/proc/{pid}/task/{tid}/fd"
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    for name in names:
+        try:
+            # The link's mode tells how it was opened (0o200: for writing),
+            # without a look at the file (which would ask this daemon).
+            if not os.lstat(f"{base}/{name}").st_mode & 0o200:
+                continue
+            info = _read(f"/proc/{pid}/task/{tid}/fdinfo/{name}")
+        except (FileNotFoundError, ProcessLookupError):  # closed meanwhile
+            continue
+        except OSError:
+            return True
+        found = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+        if found.get("mnt_id", "").strip() == str(mount_id) and (
+            found.get("ino", "").strip() == str(ino)
+        ):
+            return True
+    return False
 
 
 def _writing(pid: int, tid: int, mount_id: int, ino: int) -> bool | None:
