@@ -67,6 +67,9 @@ class ErrorLog:
                 self._started.pop(old, None)
         self._logs.move_to_end(pid)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        # A message may quote a name that is not UTF-8 (surrogates): kept as
+        # \udcXX escapes, so the file stays UTF-8 and reading it never fails.
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         log.append(f"{stamp} {where}: {message}")
 
     def text(self, pid: int) -> str:

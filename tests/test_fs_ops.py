@@ -285,3 +285,16 @@ def test_only_fuse_errors_escape(fuzz_target, data, name, flags, payload, off) -
     assert not internal, [r.getMessage() for r in internal]
     with open(f"/proc/{pid}/status") as f:
         assert "TracerPid:\t0\n" in f.read()
+
+
+def test_the_error_log_stays_utf8_whatever_a_message_quotes() -> None:
+    """A message may quote a name that is not UTF-8 (kept as surrogates):
+    the errors file must still encode, or reading it would fail."""
+    from sigfs.files import ErrorLog
+
+    log = ErrorLog()
+    pid = os.getpid()
+    log.add(pid, "status", "write refused: comm \udcff\udcfe is odd")
+    text = log.text(pid)
+    assert text.encode() == text.encode("utf-8")
+    assert text.endswith("status: write refused: comm \\udcff\\udcfe is odd\n")
