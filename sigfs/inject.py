@@ -44,7 +44,6 @@ MAX_STRAY_STOPS = 16
 # Every signal; the kernel silently keeps SIGKILL and SIGSTOP deliverable.
 ALL_SIGNALS = 0xFFFFFFFFFFFFFFFF & ~((1 << (signal.SIGKILL - 1)) | (1 << (signal.SIGSTOP - 1)))
 ORIG_RAX_NONE = 0xFFFFFFFFFFFFFFFF
-SI_TKILL = -6
 
 # x86-64 syscall numbers used by sigfs.
 SYS = {
@@ -177,10 +176,6 @@ class Injection:
         self._insn = 0
         self._dirty = False
         self._safe_regs: pt.Regs | None = None
-        # A SIGSTOP dequeued on the way (it cannot be blocked): sent again
-        # when the thread is put back, to the thread ("thread", it was a
-        # tgkill) or to the process ("process"), instead of being lost.
-        self._stop_taken: str | None = None
 
     async def __aenter__(self) -> Injection:
         self._saved_regs = pt.getregs(self.tid)
@@ -215,7 +210,6 @@ class Injection:
     async def _restore(self) -> None:
         if self._put_back():
             await self.tracer.wait_trap(self.att)
-        self._requeue_stop()
 
     def _put_back(self) -> bool:
         """Write the scratch bytes, registers and mask back.  True when the
@@ -237,52 +231,6 @@ class Injection:
             pt.cont(self.tid, 0)
             return True
         return False
-
-    def _took_stop(self, status: int) -> bool:
-        """Whether ``status`` is the signal-delivery-stop of a SIGSTOP, which
-        is then noted for :meth:`_requeue_stop` (the caller resumes the
-        thread without it).  Every other signal is blocked while sigfs's code
-        runs, so SIGSTOP is the one a thread can dequeue there; delivered
-        inside the session it would stop the process in sigfs's registers,
-        and withheld until a detach it would be lost (the kernel hands a
-        detach's signal over only from a signal-delivery-stop)."""
-        if not os.WIFSTOPPED(status) or status >> 16 or os.WSTOPSIG(status) != signal.SIGSTOP:
-            return False
-        try:
-            code = struct.unpack_from("<i", pt.getsiginfo(self.tid), 8)[0]
-        except (pt.TraceError, struct.error):
-            code = 0
-        if self._stop_taken != "thread":  # either way the whole process stops
-            self._stop_taken = "thread" if code == SI_TKILL else "process"
-        return True
-
-    def _requeue_stop(self) -> None:
-        """Send a SIGSTOP taken inside the session again (see
-        :meth:`_took_stop`), once the thread is back in its stop: pending
-        once more, in the queue it came from, it stops the process when the
-        thread next passes through get_signal() (at the detach), as it would
-        have without sigfs.  Its siginfo (sender, code) is ours now; a stop
-        signal's never reaches the process."""
-        taken, self._stop_taken = self._stop_taken, None
-        if taken is None:
-            return
-        try:
-            if taken == "thread":
-                pt.tgkill(self.att.tgid, self.tid, signal.SIGSTOP)
-            else:
-                os.kill(self.att.tgid, signal.SIGSTOP)
-        except ProcessLookupError:
-            pass
-
-    async def _wait_trap(self) -> None:
-        """:meth:`Tracer.wait_trap` inside the session: a SIGSTOP on the way
-        is taken (:meth:`_took_stop`), not delivered."""
-        while True:
-            status = await self.tracer.wait(self.tid)
-            if self._took_stop(status):
-                pt.cont(self.tid, 0)
-            elif self.tracer.trap_seen(self.att, status):
-                return
 
     # -- memory --------------------------------------------------------------
 
@@ -316,11 +264,18 @@ class Injection:
             event = status >> 16
             if event == 0 and sig == (signal.SIGTRAP | 0x80):
                 return
-            if self._took_stop(status):
-                pass
-            elif event == pt.PTRACE_EVENT_STOP:
+            if event == pt.PTRACE_EVENT_STOP:
                 if sig != signal.SIGTRAP:
                     self.att.group_stop = True  # a SIGSTOP arrived meanwhile
+            elif event == 0 and sig == signal.SIGSTOP:
+                # Unblockable, so dequeued here: delivered, as the kernel
+                # would (its group stop, reported next, is noted above and
+                # stays in force at the detach; a SIGCONT cancels it).
+                # Withheld until the detach it would be lost: the thread is
+                # in its interrupt trap by then, and a detach's signal counts
+                # only from a signal-delivery-stop.
+                pt.syscall(self.tid, signal.SIGSTOP)
+                continue
             elif event == 0 and not self.att.withheld_signal:
                 self.att.withheld_signal = sig  # hand it back on detach
             pt.syscall(self.tid, 0)
@@ -417,7 +372,7 @@ class Injection:
                     pt.cont(self.tid, 0)
                     await self._wait_done(data + STUB_DONE, timeout)
                     pt.interrupt(self.tid)
-                    await self._wait_trap()
+                    await self.tracer.wait_trap(self.att)
                     out = self.read(data, PAGE)
             finally:
                 await self.check(SYS["munmap"], base, 2 * PAGE)
@@ -436,14 +391,12 @@ class Injection:
             if os.pread(self._mem_fd, 8, flag) != bytes(8):
                 return
             status = self.tracer.poll(self.tid)
-            if status is not None and self._took_stop(status):
-                pt.cont(self.tid, 0)
-            elif status is not None and self.tracer.trap_seen(self.att, status):
+            if status is not None and self.tracer.trap_seen(self.att, status):
                 pt.cont(self.tid, 0)  # a group stop: the stub finishes first
             now = time.monotonic()
             if now > deadline:
                 pt.interrupt(self.tid)
-                await self._wait_trap()
+                await self.tracer.wait_trap(self.att)
                 raise InjectionError(0, f"thread {self.tid} did not finish the injected code")
             if now < spin_end:
                 os.sched_yield()
@@ -486,11 +439,6 @@ async def sessions(tracer: Tracer, atts: list[Attachment]) -> AsyncIterator[list
                 try:
                     await tracer.wait_trap(inj.att)
                 except BaseException as exc:
-                    error = error or exc
-            for inj in opened:
-                try:
-                    inj._requeue_stop()
-                except OSError as exc:
                     error = error or exc
             for inj in opened:
                 os.close(inj._mem_fd)

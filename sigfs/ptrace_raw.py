@@ -297,19 +297,6 @@ def get_rseq_configuration(tid: int) -> tuple[int, int, int, int]:
     return (conf.rseq_abi_pointer, conf.rseq_abi_size, conf.signature, conf.flags)
 
 
-def tgkill(tgid: int, tid: int, sig: int) -> None:
-    """tgkill(2): signal one thread (Python's os has no call for another
-    process's thread).  Raises ProcessLookupError when it is gone."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    if libc.syscall(
-        ctypes.c_long(234), ctypes.c_long(tgid), ctypes.c_long(tid), ctypes.c_long(sig)
-    ):
-        err = ctypes.get_errno()
-        if err == errno_mod.ESRCH:
-            raise ProcessLookupError(err, f"no such thread: {tid}")
-        raise OSError(err, f"tgkill {tid}: {os.strerror(err)}")
-
-
 def regs_signed(value: int) -> int:
     """A register read as unsigned 64-bit, seen as the signed value the ABI means."""
     return value - (1 << 64) if value >= 1 << 63 else value
