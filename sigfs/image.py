@@ -59,10 +59,10 @@ RLIMITS = (
 )
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str, errors: str = "replace") -> str:
     try:
         with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+            return f.read().decode("utf-8", errors)
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
 
@@ -193,11 +193,12 @@ def _socket_inodes(tgid: int) -> dict[int, str]:
         ("tcp6", "socket-inet6", 9),
         ("udp6", "socket-inet6", 9),
         ("raw6", "socket-inet6", 9),
-        ("netlink", "socket-netlink", 8),
+        ("netlink", "socket-netlink", 9),  # sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
     )
     for table, kind, col in tables:
         try:
-            lines = _read_text(f"/proc/{tgid}/net/{table}").splitlines()[1:]
+            # Only "\n" ends a line: a unix socket's path may hold \r or \v.
+            lines = _read_text(f"/proc/{tgid}/net/{table}").split("\n")[1:]
         except (OSError, ProcessLookupError):
             continue
         for line in lines:
@@ -275,11 +276,13 @@ def read_fds_raw(tgid: int) -> tuple[list[FdRaw], str, str]:
     for fd in names:
         try:
             path = os.readlink(f"{fd_dir}/{fd}")
-            st = os.stat(f"{fd_dir}/{fd}")
+            # What the kernel has cached: a stat that asked the file's
+            # filesystem would deadlock on a file of this mount (this daemon
+            # would be the server) and hang on a hung network mount.
+            mode, dev, ino, rdev = procfs.stat_cached(f"{fd_dir}/{fd}")
             main, extra = _fdinfo(tgid, fd)
         except FileNotFoundError:
             continue  # closed meanwhile
-        mode = st.st_mode
         if path in _ANON_KINDS:
             kind = _ANON_KINDS[path]
         elif path.startswith("anon_inode:"):
@@ -287,24 +290,24 @@ def read_fds_raw(tgid: int) -> tuple[list[FdRaw], str, str]:
         elif stat.S_ISSOCK(mode):
             if sockets is None:
                 sockets = _socket_inodes(tgid)
-            kind = sockets.get(st.st_ino, "socket-other")
+            kind = sockets.get(ino, "socket-other")
         elif stat.S_ISFIFO(mode):
             kind = "pipe" if path.startswith("pipe:") else "fifo"
         elif stat.S_ISDIR(mode):
             kind = "dir"
         elif stat.S_ISCHR(mode):
             kind = "chr"
-            extra.insert(0, ("rdev", f"{st.st_rdev:#x}"))
+            extra.insert(0, ("rdev", f"{rdev:#x}"))
         elif stat.S_ISBLK(mode):
             kind = "blk"
-            extra.insert(0, ("rdev", f"{st.st_rdev:#x}"))
+            extra.insert(0, ("rdev", f"{rdev:#x}"))
         elif stat.S_ISREG(mode):
             kind = "memfd" if path.startswith("/memfd:") else "file"
         else:
             kind = "other"
         # The RFC's objref: descriptors sharing one open file description.
-        same = _same_file_as(tgid, fd, groups.setdefault((st.st_dev, st.st_ino), []))
-        out.append((fd, kind, main, extra, st.st_ino, fd if same is None else same, path))
+        same = _same_file_as(tgid, fd, groups.setdefault((dev, ino), []))
+        out.append((fd, kind, main, extra, ino, fd if same is None else same, path))
     return out, _readlink(f"/proc/{tgid}/cwd"), _readlink(f"/proc/{tgid}/root")
 
 
@@ -368,8 +371,9 @@ async def read_mm_raw(
 ) -> MmRaw:
     brk = await read_brk(tracer, tgid)
     fields = _stat_fields(tgid)
-    maps = _read_text(f"/proc/{tgid}/maps")
-    smaps = _read_text(f"/proc/{tgid}/smaps")
+    # Names need not be UTF-8: kept as surrogates, shown as \xHH (not U+FFFD).
+    maps = _read_text(f"/proc/{tgid}/maps", "surrogateescape")
+    smaps = _read_text(f"/proc/{tgid}/smaps", "surrogateescape")
     try:
         exe = _readlink(f"/proc/{tgid}/exe")
     except OSError:

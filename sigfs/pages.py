@@ -148,7 +148,7 @@ def dumpable_vmas(maps_text: str) -> list[Span]:
     start is looked at (the kernel's [vvar] and the like; shared anonymous
     memory), so its escapes need no undoing."""
     out = []
-    for line in maps_text.splitlines():
+    for line in maps_text.split("\n"):  # only "\n": a name may hold \r, \v, U+2028...
         parts = line.split(None, 5)
         if len(parts) < 5:
             continue

@@ -11,6 +11,7 @@ import errno
 import os
 import struct
 import time
+from typing import Any
 
 
 def _open(path: str) -> int:
@@ -200,16 +201,53 @@ def tracer_pid(pid: int, tid: int | None = None) -> int:
     return int(read_status(pid, tid).get("TracerPid") or "0")
 
 
+_STATX_BUF = 256
+_AT_STATX_DONT_SYNC = 0x4000
+_STATX_TYPE_MODE_INO = 0x1 | 0x2 | 0x100
+_statx_fn: list[Any] = []
+
+
+def stat_cached(path: str) -> tuple[int, int, int, int]:
+    """(mode, dev, ino, rdev) of the file ``path`` leads to, from what the
+    kernel has cached (statx with AT_STATX_DONT_SYNC): a plain stat of
+    /proc/PID/fd/N lets FUSE (or NFS) ask its server, which for a file of
+    this very mount is this daemon, blocked in the stat: a deadlock."""
+    import ctypes
+
+    if not _statx_fn:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        fn = libc.statx
+        fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
+        fn.restype = ctypes.c_int
+        _statx_fn.append(fn)
+    buf = ctypes.create_string_buffer(_STATX_BUF)
+    fn = _statx_fn[0]
+    if fn(-100, os.fsencode(path), _AT_STATX_DONT_SYNC, _STATX_TYPE_MODE_INO, buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    raw = buf.raw
+    mode = struct.unpack_from("<H", raw, 28)[0]
+    ino = struct.unpack_from("<Q", raw, 32)[0]
+    rdev_major, rdev_minor, dev_major, dev_minor = struct.unpack_from("<IIII", raw, 128)
+    return mode, os.makedev(dev_major, dev_minor), ino, os.makedev(rdev_major, rdev_minor)
+
+
 def comm(pid: int, errors: str = "surrogateescape") -> str:
     """The name, bytes that are not UTF-8 kept as surrogates (``errors``)."""
-    return _read_bytes(f"/proc/{pid}/comm").decode("utf-8", errors).rstrip("\n")
+    name = _read_bytes(f"/proc/{pid}/comm")
+    return name.removesuffix(b"\n").decode("utf-8", errors)  # a name may end in "\n" too
 
 
 def mappings(pid: int) -> list[tuple[int, int, str, str]]:
     """(start, end, permissions, path column) of every mapping, from
     /proc/PID/maps ("" for an anonymous one)."""
     out = []
-    for line in _read_records(f"/proc/{pid}/maps").decode("utf-8", "replace").splitlines():
+    # Split at "\n" only: the kernel escapes nothing else in a file's name
+    # (str.splitlines would also cut at \r, \v, \x1c-\x1e, U+0085...).
+    text = _read_records(f"/proc/{pid}/maps").decode("utf-8", "surrogateescape")
+    for line in text.split("\n"):
+        if not line:
+            continue
         parts = line.split(None, 5)
         start, _, end = parts[0].partition("-")
         out.append((int(start, 16), int(end, 16), parts[1], parts[5] if len(parts) == 6 else ""))
@@ -244,18 +282,18 @@ def owner_of(pid: int) -> tuple[int, int]:
 
 
 def read_maps(pid: int) -> str:
-    return _read_records(f"/proc/{pid}/maps").decode("utf-8", "replace")
+    return _read_records(f"/proc/{pid}/maps").decode("utf-8", "surrogateescape")
 
 
 def is_mounted(path: str) -> bool:
     """Whether ``path`` is a mount point per the mount table.  Unlike
     ``os.path.ismount`` this sees a FUSE mount whose daemon died (stat fails
     with ENOTCONN there)."""
-    path = os.path.abspath(path)
-    with open("/proc/self/mounts") as f:
+    want = os.fsencode(os.path.abspath(path))
+    with open("/proc/self/mounts", "rb") as f:  # bytes: a mount path need not be UTF-8
         for line in f:
             fields = line.split()
-            if len(fields) > 1 and fields[1].replace("\\040", " ") == path:
+            if len(fields) > 1 and _unescape(fields[1]) == want:
                 return True
     return False
 

@@ -244,7 +244,7 @@ def _pinning(pid: int) -> str | None:
             continue
         if target.startswith(_PINNING_FDS):
             return f"{target} open"
-    for line in maps.splitlines():
+    for line in maps.split("\n"):  # only "\n" ends a line (a name may hold \r)
         parts = line.split(None, 5)
         path = parts[5] if len(parts) > 5 else ""
         if any(mark in path for mark in _PINNING_MAPS):

@@ -75,3 +75,20 @@ def test_mount_table_paths_are_unescaped_as_bytes() -> None:
     assert _unescape(b"/tmp/\xff\\04") == b"/tmp/\xff\\04"  # not an escape: kept
     assert mount_id_of("/") is not None
     assert mount_id_of("/no/such/mount/point") is None
+
+
+def test_a_mount_point_that_is_not_utf8_anywhere_is_no_trouble(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Any user can mount (fusermount3) on a directory whose name is not
+    UTF-8; reading the mount table as UTF-8 made `sigfs mount` and `umount`
+    fail for everyone while it existed."""
+    import subprocess
+
+    odd = os.path.join(os.fsencode(tmp_path), b"mnt-\xff \\x")
+    os.mkdir(odd)
+    subprocess.run(["mount", "-t", "tmpfs", "none", odd], check=True)
+    try:
+        assert procfs.is_mounted(os.fsdecode(odd))
+        assert not procfs.is_mounted(str(tmp_path))
+    finally:
+        subprocess.run(["umount", odd], check=True)
+    assert not procfs.is_mounted(os.fsdecode(odd))

@@ -223,3 +223,19 @@ def test_a_name_of_any_bytes_is_shown_escaped_and_checkpointed(mnt, spawn, tmp_p
     with open(f"/proc/{other.pid}/comm", "rb") as f:
         assert f.read() == raw + b"\n"
     assert t.command("counts") == "counts h1=0 h2=0 h3=0"
+
+
+def test_a_name_ending_in_a_newline_keeps_it(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
+    """The kernel ends /proc/PID/comm with one newline of its own: only that
+    one is dropped, so a name that ends in "\\n" itself reads, and is written
+    back, whole (stripping every newline made the write's read-back fail)."""
+    t = spawn("handlers")
+    write(f"{mnt.path}/{t.pid}/status", b"comm ab\\x0a\n")
+    with open(f"/proc/{t.pid}/comm", "rb") as f:
+        assert f.read() == b"ab\n\n"
+    assert mnt.read(f"{t.pid}/status").startswith("comm ab\\x0a\n")
+    assert (
+        mnt.read(f"{t.pid}/errors")
+        .splitlines()[-1]
+        .endswith("status: changed: comm 'ab\\n' (was 'handlers')")
+    )
