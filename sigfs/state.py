@@ -508,6 +508,14 @@ async def write_pending(
                 raise ProcessLookupError(errno.ESRCH, f"thread {qtid} exited") from None
             raise
         old_mask = procfs.hex_field(st, "ShdPnd" if shared else "SigPnd")
+        if (procfs.hex_field(st, "ShdPnd") | procfs.hex_field(st, "SigPnd")) & _mask_of({19}):
+            # SIGSTOP cannot be blocked: the injected code would take it,
+            # and the process would stop in the middle of the write.
+            raise OSError(
+                errno.EBUSY,
+                f"SIGSTOP is pending for thread {qtid}, and the code sigfs runs there to "
+                "change the queue would take it: let it stop first (thaw), or send SIGCONT",
+            )
         elsewhere = 0
         if _bits(new) & _mask_of(STOP_SIGNALS | {SIGCONT}):
             elsewhere = _pending_elsewhere(tgid, qtid, shared)

@@ -371,8 +371,9 @@ def test_a_process_in_its_own_pid_namespace(mnt, target_bin) -> None:  # type: i
 
 def test_a_pending_sigstop_cannot_be_replaced_and_nothing_is_lost(mnt, spawn) -> None:  # type: ignore[no-untyped-def]
     """A frozen process with SIGSTOP and SIGUSR2 in its shared queue: `>`
-    would have to take SIGSTOP out, which rt_sigtimedwait never returns.
-    Refused first, with the queue as it was (SIGUSR2 not lost)."""
+    would have to take SIGSTOP out, which rt_sigtimedwait never returns, and
+    any change runs code that would take it.  Refused first, with the queues
+    as they were (SIGUSR2 not lost)."""
     import signal as sig
 
     t = spawn("sleeper", "read")
@@ -385,12 +386,18 @@ def test_a_pending_sigstop_cannot_be_replaced_and_nothing_is_lost(mnt, spawn) ->
         while t.sigmask_fields()["ShdPnd"] != bit(19, SIGUSR2) and time.monotonic() < deadline:
             time.sleep(0.01)
         before = mnt.read(f"{t.pid}/sig/shared_pending")
-        with pytest.raises(OSError) as info:
-            write(f"{mnt.path}/{t.pid}/sig/shared_pending", b"SIGUSR1\n")
-        assert info.value.errno == errno.EBUSY
-        assert "SIGSTOP is pending" in mnt.read(f"{t.pid}/errors").splitlines()[-1]
+        # `>` and `>>`, to either queue: the injected code that changes the
+        # queue would take the SIGSTOP (it cannot be blocked) and stop the
+        # process in the middle of the write.
+        for file in ("shared_pending", "pending"):
+            for append in (False, True):
+                with pytest.raises(OSError) as info:
+                    write(f"{mnt.path}/{t.pid}/sig/{file}", b"SIGUSR1\n", append=append)
+                assert info.value.errno == errno.EBUSY
+                assert "SIGSTOP is pending" in mnt.read(f"{t.pid}/errors").splitlines()[-1]
         assert mnt.read(f"{t.pid}/sig/shared_pending") == before
         assert t.sigmask_fields()["ShdPnd"] == bit(19, SIGUSR2)
+        assert t.sigmask_fields()["SigPnd"] == 0
     finally:
         t.proc.kill()
         t.proc.wait()
