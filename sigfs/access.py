@@ -244,6 +244,17 @@ def traceable(caller: Caller, target: int, status: procfs.Status | None = None) 
         st = status if status is not None else procfs.read_status(target)
     except ProcessLookupError:
         return False
+    thread = None
+    if procfs.leader_exited(st):
+        # Its leader has exited but other threads live: the process is one a
+        # tracer can attach to (through those threads); their ids and their
+        # /proc stat's owner (dumpability) decide, as they would for ptrace.
+        try:
+            dir_ = procfs.proc_dir(target)
+            thread = int(dir_.rsplit("/", 1)[1]) if "/task/" in dir_ else None
+            st = procfs.read_status(target, thread) if thread is not None else st
+        except (ProcessLookupError, ValueError):
+            return False
     if "VmSize" not in st or (st.get("State") or "").startswith(("Z", "X")):
         return False  # kernel thread (no mm) or zombie
     if caller.tgid == target:
@@ -264,7 +275,7 @@ def traceable(caller: Caller, target: int, status: procfs.Status | None = None) 
     # stat is skipped (the decision is the same).
     if uids[1] != 0 and all(u == caller.uid for u in uids) and all(g == caller.gid for g in gids):
         try:
-            owner_uid, _ = procfs.owner_of(target)
+            owner_uid, _ = procfs.owner_of(target, thread)
         except ProcessLookupError:
             return False
         # Not dumpable: /proc/PID/stat is shown as root's -- which a

@@ -142,14 +142,21 @@ def _cost_key(rel: str) -> str:
     return "/".join(parts)
 
 
-def _image_files(tids: list[int]) -> list[tuple[str, Node, int | None]]:
-    """(relative path, node, tid or None for the leader) in tree order."""
+def _image_files(tids: list[int], leader: int = 0) -> list[tuple[str, Node, int | None]]:
+    """(relative path, node, tid or None for the leader) in tree order.  A
+    leader that has exited (``leader`` not among ``tids``) has no thread
+    files of its own: the ones under ``<pid>/`` are left out, as the mount
+    refuses them; the live threads' are under ``task/``."""
     from sigfs.files import TREE
     from sigfs.tree import Place
 
+    per_thread = {n.entry.path for n in TREE.nodes if n.entry is not None and n.place is Place.TASK}
+    leader_gone = bool(leader) and leader not in tids
     out: list[tuple[str, Node, int | None]] = []
     for node in TREE.nodes:
         if node.entry is None or node.entry.path in NOT_STATE:
+            continue
+        if leader_gone and node.entry.path in per_thread:
             continue
         if node.place is Place.PROCESS:
             out.append((node.entry.path, node, None))
@@ -340,7 +347,7 @@ async def _dump(
     pages_count = 0
     recopied: int | None = None
     costs: dict[str, float] = {}
-    for rel, node, tid in _image_files(tids):
+    for rel, node, tid in _image_files(tids, pid):
         entry = node.entry
         assert entry is not None
         began = time.monotonic()
@@ -380,7 +387,7 @@ async def _dump(
         key = _cost_key(rel)
         costs[key] = costs.get(key, 0.0) + time.monotonic() - began
     began = time.monotonic()
-    fpu: Fpu = await read_fpu(tracer, pid, pid)
+    fpu: Fpu = await read_fpu(tracer, pid, pid if pid in tids else tids[0])  # the main thread's
     costs["fpu (for MANIFEST)"] = time.monotonic() - began
     dump = _Dump(files, pages_count, fpu, _process_start(pid), list(costs.items()), deferred)
     dump.recopied = recopied

@@ -76,7 +76,7 @@ def _readlink(path: str) -> str:
 
 def _stat_fields(tgid: int) -> list[str]:
     """``/proc/PID/stat`` split after the comm, so index 0 is field 3 (state)."""
-    text = _read_text(f"/proc/{tgid}/stat")
+    text = _read_text(f"{procfs.proc_dir(tgid)}/stat")  # a live thread's: mm fields
     return text[text.rindex(")") + 2 :].split()
 
 
@@ -124,6 +124,7 @@ async def _prctl_values(tracer: Tracer, tgid: int) -> tuple[int, int, int, int]:
 async def read_status(tracer: Tracer, tgid: int) -> status_fmt.Status:
     st = procfs.read_status(tgid)
     fields = _stat_fields(tgid)
+    where = procfs.proc_dir(tgid)
     pdeath, dumpable, subreaper, thp = await _prctl_values(tracer, tgid)
     uids = tuple(int(x) for x in st["Uid"].split())
     gids = tuple(int(x) for x in st["Gid"].split())
@@ -147,9 +148,9 @@ async def read_status(tracer: Tracer, tgid: int) -> status_fmt.Status:
         gids=(gids[0], gids[1], gids[2], gids[3]),
         groups=groups,
         umask=int(st.get("Umask") or "0022", 8),
-        cwd=_readlink(f"/proc/{tgid}/cwd"),
-        root=_readlink(f"/proc/{tgid}/root"),
-        personality=int(_read_text(f"/proc/{tgid}/personality").strip(), 16),
+        cwd=_readlink(f"{where}/cwd"),
+        root=_readlink(f"{where}/root"),
+        personality=int(_read_text(f"{where}/personality").strip(), 16),
         no_new_privs=int(st.get("NoNewPrivs") or "0"),
         pdeath_signal=pdeath,
         dumpable=dumpable,
@@ -198,7 +199,7 @@ def _socket_inodes(tgid: int) -> dict[int, str]:
     for table, kind, col in tables:
         try:
             # Only "\n" ends a line: a unix socket's path may hold \r or \v.
-            lines = _read_text(f"/proc/{tgid}/net/{table}").split("\n")[1:]
+            lines = _read_text(f"{procfs.proc_dir(tgid)}/net/{table}").split("\n")[1:]
         except (OSError, ProcessLookupError):
             continue
         for line in lines:
@@ -240,7 +241,7 @@ def _same_file_as(tgid: int, fd: int, reps: list[int]) -> int | None:
 def _fdinfo(tgid: int, fd: int) -> tuple[dict[str, str], list[tuple[str, str]]]:
     main: dict[str, str] = {}
     extra: list[tuple[str, str]] = []
-    for line in _read_text(f"/proc/{tgid}/fdinfo/{fd}").splitlines():
+    for line in _read_text(f"{procfs.proc_dir(tgid)}/fdinfo/{fd}").splitlines():
         key, sep, value = line.partition(":")
         if not sep:
             continue
@@ -265,7 +266,8 @@ def read_fds(tgid: int) -> fds_fmt.Fds:
 def read_fds_raw(tgid: int) -> tuple[list[FdRaw], str, str]:
     """What ``fds`` is made of, read while the process holds still (every
     /proc read and kcmp); :func:`fds_from_raw` makes the model whenever."""
-    fd_dir = f"/proc/{tgid}/fd"
+    where = procfs.proc_dir(tgid)
+    fd_dir = f"{where}/fd"
     try:
         names = sorted(int(n) for n in os.listdir(fd_dir))
     except FileNotFoundError:
@@ -308,7 +310,7 @@ def read_fds_raw(tgid: int) -> tuple[list[FdRaw], str, str]:
         # The RFC's objref: descriptors sharing one open file description.
         same = _same_file_as(tgid, fd, groups.setdefault((dev, ino), []))
         out.append((fd, kind, main, extra, ino, fd if same is None else same, path))
-    return out, _readlink(f"/proc/{tgid}/cwd"), _readlink(f"/proc/{tgid}/root")
+    return out, _readlink(f"{where}/cwd"), _readlink(f"{where}/root")
 
 
 def fds_from_raw(items: list[FdRaw], cwd: str, root: str) -> fds_fmt.Fds:
@@ -372,10 +374,11 @@ async def read_mm_raw(
     brk = await read_brk(tracer, tgid)
     fields = _stat_fields(tgid)
     # Names need not be UTF-8: kept as surrogates, shown as \xHH (not U+FFFD).
-    maps = _read_text(f"/proc/{tgid}/maps", "surrogateescape")
-    smaps = _read_text(f"/proc/{tgid}/smaps", "surrogateescape")
+    where = procfs.proc_dir(tgid)
+    maps = _read_text(f"{where}/maps", "surrogateescape")
+    smaps = _read_text(f"{where}/smaps", "surrogateescape")
     try:
-        exe = _readlink(f"/proc/{tgid}/exe")
+        exe = _readlink(f"{where}/exe")
     except OSError:
         exe = ""
     return MmRaw(brk, fields, maps, smaps, exe, procfs.read_auxv(tgid), tracked)

@@ -24,6 +24,7 @@ import re
 import struct
 from collections.abc import Callable, Iterator
 
+from sigfs import procfs
 from sigfs.formats import pages as pages_fmt
 from sigfs.sink import Iovec, libc
 
@@ -312,8 +313,9 @@ class PagesStream:
         self._scan_vec: ctypes.Array[ctypes.c_uint64] | None = None
         self._mem = self._pagemap = -1
         try:
-            self._mem = os.open(f"/proc/{tgid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-            self._pagemap = os.open(f"/proc/{tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            where = procfs.proc_dir(tgid)
+            self._mem = os.open(f"{where}/mem", os.O_RDONLY | os.O_CLOEXEC)
+            self._pagemap = os.open(f"{where}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         except BaseException as exc:
             self.close()
             if isinstance(exc, FileNotFoundError):

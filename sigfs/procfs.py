@@ -67,7 +67,7 @@ def _read_records(path: str) -> bytes:
 
 def read_auxv(pid: int) -> tuple[tuple[int, int], ...]:
     """The (type, value) pairs of ``/proc/PID/auxv``, up to AT_NULL."""
-    with open(f"/proc/{pid}/auxv", "rb") as f:
+    with open(f"{proc_dir(pid)}/auxv", "rb") as f:
         raw = f.read()
     out = []
     for i in range(0, len(raw) - 15, 16):
@@ -244,7 +244,7 @@ def mappings(pid: int) -> list[tuple[int, int, str, str]]:
     out = []
     # Split at "\n" only: the kernel escapes nothing else in a file's name
     # (str.splitlines would also cut at \r, \v, \x1c-\x1e, U+0085...).
-    text = _read_records(f"/proc/{pid}/maps").decode("utf-8", "surrogateescape")
+    text = _read_records(f"{proc_dir(pid)}/maps").decode("utf-8", "surrogateescape")
     for line in text.split("\n"):
         if not line:
             continue
@@ -268,21 +268,58 @@ def current_syscall(pid: int, tid: int) -> list[str]:
     return _read(f"/proc/{pid}/task/{tid}/syscall").split()
 
 
-def owner_of(pid: int) -> tuple[int, int]:
+def proc_dir(tgid: int) -> str:
+    """Where process ``tgid``'s memory, descriptors and fs links are read:
+    ``/proc/TGID``, or, when its leader has exited while other threads live
+    (a zombie leader: ``/proc/TGID``'s maps, fd, cwd, auxv, mem are empty or
+    gone), ``/proc/TGID/task/TID`` of a live thread, which shows the same
+    process.  One readlink when the leader lives."""
+    base = f"/proc/{tgid}"
+    try:
+        os.readlink(f"{base}/cwd")
+        return base
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    except OSError:
+        return base  # EACCES and the like: as before, the caller's reads say
+    try:
+        tids = list_tids(tgid)
+    except OSError:
+        return base
+    for tid in tids:
+        if tid == tgid:
+            continue
+        try:
+            os.readlink(f"{base}/task/{tid}/cwd")
+        except OSError:
+            continue
+        return f"{base}/task/{tid}"
+    return base
+
+
+def leader_exited(st: Status) -> bool:
+    """Whether ``st`` (a leader's status) is a zombie leader of a process
+    whose other threads live on."""
+    state = st.get("State") or ""
+    return state.startswith("Z") and int(st.get("Threads") or "0") > 1
+
+
+def owner_of(pid: int, tid: int | None = None) -> tuple[int, int]:
     """(uid, gid) that own ``/proc/PID/stat``: root for a non-dumpable
     process (the kernel's task_dump_owner), else the process's effective
     ids.  Not ``/proc/PID`` itself: task_dump_owner() leaves the per-process
     directories (dr-xr-xr-x) with the effective ids whatever the dumpable
     flag, so a non-dumpable process's directory looks its user's."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     try:
-        st = os.stat(f"/proc/{pid}/stat")
+        st = os.stat(path)
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
     return st.st_uid, st.st_gid
 
 
 def read_maps(pid: int) -> str:
-    return _read_records(f"/proc/{pid}/maps").decode("utf-8", "surrogateescape")
+    return _read_records(f"{proc_dir(pid)}/maps").decode("utf-8", "surrogateescape")
 
 
 def is_mounted(path: str) -> bool:

@@ -48,7 +48,10 @@ async def _collect(pid: int, tid: int) -> list[str]:
     tracer = Tracer()
     out: list[str] = []
     st = procfs.read_status(pid)
-    out.append(f"process {pid} ({st.get('Name', '?')}), thread {tid}, state {st.get('State', '?')}")
+    thread = st if tid == pid else procfs.read_status(pid, tid)
+    out.append(
+        f"process {pid} ({st.get('Name', '?')}), thread {tid}, state {thread.get('State', '?')}"
+    )
     blocked = state.blocked_mask(tracer, pid, tid)
     out.append(f"  blocked:        {_names(blocked)}")
     for label, shared in (("pending", False), ("shared pending", True)):
@@ -96,7 +99,8 @@ def run_show(pid: int, tid: int | None) -> int:
         if procfs.tgid_of(pid) != pid:
             print(f"sigfs: {pid} is a thread, not a process; use --tid", file=sys.stderr)
             return 1
-        lines = aio.run(_collect, pid, tid or pid)
+        # The leader's thread, unless it has exited while others live on.
+        lines = aio.run(_collect, pid, tid or state.live_thread(pid))
     except ProcessLookupError:
         print(f"sigfs: no such process: {pid}", file=sys.stderr)
         return 1

@@ -286,11 +286,16 @@ class Tracer:
                 raise TargetGone(tid) from None
             if exc.errno == errno.EPERM:
                 try:
-                    other = procfs.tracer_pid(tgid, tid)
+                    st = procfs.read_status(tgid, tid)
+                    other = int(st.get("TracerPid") or "0")
                 except ProcessLookupError:
                     raise TargetGone(tid) from None
                 if other:
                     raise TargetBusy(tid, other) from None
+                if (st.get("State") or "").startswith(("Z", "X")):
+                    # A thread that has exited (a zombie leader whose other
+                    # threads live on) cannot be seized: gone, not forbidden.
+                    raise TargetGone(tid) from None
             raise
         att = Attachment(tid=tid, tgid=tgid)
         self.attached[tid] = att

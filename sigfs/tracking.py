@@ -91,7 +91,7 @@ class WriteTracker:
         self.ranges: list[tuple[int, int]] = []
         self._uffd = uffd
         try:
-            self._pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            self._pagemap = os.open(f"{procfs.proc_dir(pid)}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             os.close(uffd)
             raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
@@ -232,14 +232,15 @@ _PINNING_MAPS = ("[io_uring]", "/[aio]")
 def _pinning(pid: int) -> str | None:
     """What of the process lets the kernel write its memory unseen, or None."""
     try:
-        names = os.listdir(f"/proc/{pid}/fd")
-        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as f:
+        where = procfs.proc_dir(pid)
+        names = os.listdir(f"{where}/fd")
+        with open(f"{where}/maps", encoding="utf-8", errors="replace") as f:
             maps = f.read()
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
     for name in names:
         try:
-            target = os.readlink(f"/proc/{pid}/fd/{name}")
+            target = os.readlink(f"{where}/fd/{name}")
         except OSError:
             continue
         if target.startswith(_PINNING_FDS):

@@ -430,11 +430,6 @@ def zombie_leader(spawn: Spawn) -> Any:
     return t
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="access.traceable hides a process whose leader is a zombie (State Z, no "
-    "VmSize in the leader's status) though its other threads live: every file ENOENT",
-)
 def test_zombie_leader_is_shown_in_the_mount(
     mnt: Mount, zombie_leader: Any, tmp_path: Path
 ) -> None:
@@ -458,12 +453,6 @@ def test_zombie_leader_is_shown_in_the_mount(
     rep.ok()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="show/checkpoint of a process with a zombie leader: 'process N has no [vdso] "
-    "mapping to borrow a syscall from' (inject._find_syscall_insn reads auxv/maps/mem "
-    "through /proc/PID, the dead leader's, which are empty)",
-)
 def test_zombie_leader_show_and_checkpoint(mnt: Mount, zombie_leader: Any, tmp_path: Path) -> None:
     """`sigfs show` and `sigfs checkpoint` of a process whose leader exited
     work through its live thread, and leave it running."""
