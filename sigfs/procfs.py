@@ -7,11 +7,11 @@ needs.  Every function raises ``ProcessLookupError`` when the process is gone.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import struct
 import time
-from typing import Any
 
 
 def _open(path: str) -> int:
@@ -204,7 +204,7 @@ def tracer_pid(pid: int, tid: int | None = None) -> int:
 _STATX_BUF = 256
 _AT_STATX_DONT_SYNC = 0x4000
 _STATX_TYPE_MODE_INO = 0x1 | 0x2 | 0x100
-_statx_fn: list[Any] = []
+_statx_fn: list[ctypes._NamedFuncPointer] = []
 
 
 def stat_cached(path: str) -> tuple[int, int, int, int]:
@@ -212,8 +212,6 @@ def stat_cached(path: str) -> tuple[int, int, int, int]:
     kernel has cached (statx with AT_STATX_DONT_SYNC): a plain stat of
     /proc/PID/fd/N lets FUSE (or NFS) ask its server, which for a file of
     this very mount is this daemon, blocked in the stat: a deadlock."""
-    import ctypes
-
     if not _statx_fn:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         fn = libc.statx
