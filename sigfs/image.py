@@ -183,6 +183,31 @@ _ANON_KINDS = {
 }
 
 
+def _socket_kind(link: str) -> str | None:
+    """A socket's kind from its protocol's name (the socket inode's
+    ``system.sockprotoname``: TCP, UDPv6, UNIX-STREAM, NETLINK...), bound
+    or not; None if it cannot be asked."""
+    try:
+        name = os.getxattr(link, "system.sockprotoname").rstrip(b"\0").decode("ascii", "replace")
+    except OSError:
+        return None
+    if name.startswith("UNIX"):
+        return "socket-unix"
+    if name == "NETLINK":
+        return "socket-netlink"
+    if name in _INET6_PROTOS:
+        return "socket-inet6"
+    if name in _INET_PROTOS:
+        return "socket-inet"
+    return "socket-other"
+
+
+_INET_PROTOS = frozenset({"TCP", "UDP", "UDP-Lite", "RAW", "PING", "SCTP", "MPTCP", "DCCP"})
+_INET6_PROTOS = frozenset(
+    {"TCPv6", "UDPv6", "UDPLITEv6", "RAWv6", "PINGv6", "SCTPv6", "MPTCPv6", "DCCPv6"}
+)
+
+
 def _socket_inodes(tgid: int) -> dict[int, str]:
     """inode -> socket kind, from the process's network namespace tables."""
     kinds: dict[int, str] = {}
@@ -290,9 +315,12 @@ def read_fds_raw(tgid: int) -> tuple[list[FdRaw], str, str]:
         elif path.startswith("anon_inode:"):
             kind = "anon"
         elif stat.S_ISSOCK(mode):
-            if sockets is None:
-                sockets = _socket_inodes(tgid)
-            kind = sockets.get(ino, "socket-other")
+            found = _socket_kind(f"{fd_dir}/{fd}")
+            if found is None:  # the tables list bound sockets only
+                if sockets is None:
+                    sockets = _socket_inodes(tgid)
+                found = sockets.get(ino, "socket-other")
+            kind = found
         elif stat.S_ISFIFO(mode):
             kind = "pipe" if path.startswith("pipe:") else "fifo"
         elif stat.S_ISDIR(mode):

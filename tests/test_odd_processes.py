@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -587,3 +588,14 @@ def test_vfork_parent(mnt: Mount, spawn: Spawn, tmp_path: Path) -> None:
     assert res.returncode == 1
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert proc_state(t.pid) == "D"
+
+
+def test_unbound_sockets_are_told_by_their_protocol(mnt: Mount, spawn: Spawn) -> None:
+    """The /proc/net tables list bound sockets only: an unbound TCP, UDPv6
+    or unix socket took `socket-other` from them.  Its protocol's name (the
+    socket inode's system.sockprotoname) says what it is; packet sockets
+    stay `socket-other`."""
+    t = spawn("odd_files", "sock:inet", "sock:inet6", "sock:udp6", "sock:unix", "sock:packet")
+    kinds = re.findall(r"^fd=(\d+) kind=(\S+)", mnt.read(f"{t.pid}/fds"), re.M)
+    got = [k for fd, k in kinds if int(fd) >= 3]
+    assert got == ["socket-inet", "socket-inet6", "socket-inet6", "socket-unix", "socket-other"]
