@@ -23,6 +23,7 @@ the tracer holds in a ptrace stop:
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import struct
@@ -33,7 +34,7 @@ from types import TracebackType
 
 from sigfs import aio, procfs
 from sigfs import ptrace_raw as pt
-from sigfs.tracer import SPIN_SECONDS, Attachment, TargetGone, Tracer
+from sigfs.tracer import SPIN_SECONDS, Attachment, StopTimeout, TargetGone, Tracer
 
 SYSCALL_INSN = b"\x0f\x05"
 RED_ZONE = 128
@@ -176,6 +177,9 @@ class Injection:
         self._insn = 0
         self._dirty = False
         self._safe_regs: pt.Regs | None = None
+        # Still inside an injected syscall past the stop timeout: the thread
+        # was handed to the tracer's clean-up (see _hand_off).
+        self._handed_off = False
 
     async def __aenter__(self) -> Injection:
         self._saved_regs = pt.getregs(self.tid)
@@ -208,6 +212,8 @@ class Injection:
                 os.close(self._mem_fd)
 
     async def _restore(self) -> None:
+        if self._handed_off:
+            return
         if self._put_back():
             await self.tracer.wait_trap(self.att)
 
@@ -216,6 +222,8 @@ class Injection:
         thread has been sent back through get_signal() (see the module
         docstring) and its trap must still be waited for."""
         assert self._saved_regs is not None
+        if self._handed_off:
+            return False
         try:
             os.pwrite(self._mem_fd, self._saved_scratch, self.scratch)
             pt.setregs(self.tid, self._saved_regs)
@@ -254,7 +262,16 @@ class Injection:
         """Wait for the syscall stop a PTRACE_SYSCALL just sent the thread
         to, noting (and stepping past) any other stop on the way."""
         for _ in range(MAX_STRAY_STOPS):
-            status = await self.tracer.wait(self.tid)
+            try:
+                status = await self.tracer.wait(self.tid)
+            except StopTimeout:
+                self._hand_off()
+                raise InjectionError(
+                    errno.EAGAIN,
+                    f"thread {self.tid} is still inside the syscall sigfs injected after "
+                    f"{self.tracer.stop_timeout:g} s (it sleeps); it is put back as it was "
+                    "when the call returns: try again then",
+                ) from None
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                 self.tracer.attached.pop(self.tid, None)
                 raise TargetGone(self.tid)
@@ -300,7 +317,37 @@ class Injection:
         except pt.TraceError as exc:
             raise TargetGone(self.tid) from exc
         finally:
-            self.tracer.masked.pop(self.tid, None)
+            if not self._handed_off:  # else kept until the thread is put back
+                self.tracer.masked.pop(self.tid, None)
+
+    def _hand_off(self) -> None:
+        """The thread sleeps inside the injected syscall past the stop
+        timeout (a mmap behind a lock held by a thread stuck on a hung
+        filesystem, say).  Let go now, it would return to user mode with
+        sigfs's registers and every signal blocked, and crash.  So it is
+        handed to the tracer's clean-up (:meth:`Tracer.reap_stuck`, every
+        50 ms), which, when the call returns, puts its scratch bytes,
+        registers and mask back, sends it through get_signal() if it must
+        (as :meth:`_put_back`), and only then detaches it.  Until then a
+        request for it gets EAGAIN, and a freeze no longer holds it."""
+        assert self._saved_regs is not None
+        self._handed_off = True
+        tracer, att = self.tracer, self.att
+        tracer.attached.pop(self.tid, None)
+        held = tracer.frozen.get(att.tgid)
+        if held is not None and att in held:
+            held.remove(att)
+        retrap = pt.regs_signed(self._saved_regs.orig_rax) >= 0 or att.group_stop
+        att.extra["finish"] = _Finisher(
+            tracer,
+            att,
+            self._saved_regs,
+            self._saved_mask,
+            self.scratch,
+            self._saved_scratch,
+            retrap,
+        )
+        tracer.hand_over(att)
 
     def _syscall_regs(self, nr: int, args: tuple[int, ...]) -> pt.Regs:
         if len(args) > 6:
@@ -410,6 +457,89 @@ class Injection:
         if -4096 < result < 0:
             raise OSError(-result, f"injected syscall {nr} in {self.tid}: {os.strerror(-result)}")
         return result
+
+
+class _Finisher:
+    """Puts back a thread handed off inside an injected syscall (see
+    :meth:`Injection._hand_off`), one waitpid status at a time, from
+    :meth:`Tracer.reap_stuck`.  Called with each status; True once the
+    thread is detached (or gone)."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        att: Attachment,
+        regs: pt.Regs,
+        mask: int,
+        scratch: int,
+        saved_scratch: bytes,
+        retrap: bool,
+    ) -> None:
+        self.tracer, self.att = tracer, att
+        self.regs, self.mask, self.retrap = regs, mask, retrap
+        self.scratch, self.saved_scratch = scratch, saved_scratch
+        self.phase = "syscall"  # then "retrap" (waiting for the trap), then done
+
+    def __call__(self, status: int) -> bool:
+        tid = self.att.tid
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            self.tracer.masked.pop(tid, None)
+            return True
+        if not os.WIFSTOPPED(status):
+            return False
+        sig, event = os.WSTOPSIG(status), status >> 16
+        try:
+            if self.phase == "syscall":
+                if event == 0 and sig == (signal.SIGTRAP | 0x80):
+                    if pt.get_syscall_info(tid)[0] == 1:  # PTRACE_SYSCALL_INFO_ENTRY
+                        pt.syscall(tid, 0)
+                        return False
+                    return self._put_back()
+                if event == 0 and sig == signal.SIGSTOP:
+                    pt.syscall(tid, signal.SIGSTOP)  # delivered, as in _syscall_stop
+                elif event == 0:
+                    if not self.att.withheld_signal:
+                        self.att.withheld_signal = sig
+                    pt.syscall(tid, 0)
+                else:
+                    if event == pt.PTRACE_EVENT_STOP and sig != signal.SIGTRAP:
+                        self.att.group_stop = True
+                    pt.syscall(tid, 0)
+                return False
+            # "retrap": on the way back through get_signal() to our trap.
+            if self.tracer.trap_seen(self.att, status):
+                return self._detach()
+            return False
+        except pt.TraceError:
+            self.tracer.masked.pop(tid, None)
+            return True  # gone meanwhile
+
+    def _put_back(self) -> bool:
+        tid = self.att.tid
+        try:
+            fd = os.open(f"/proc/{tid}/mem", os.O_RDWR | os.O_CLOEXEC)
+            try:
+                os.pwrite(fd, self.saved_scratch, self.scratch)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        pt.setregs(tid, self.regs)
+        pt.setsigmask(tid, self.mask)
+        self.tracer.masked.pop(tid, None)
+        if self.retrap or self.att.group_stop:
+            pt.interrupt(tid)
+            pt.cont(tid, 0)
+            self.phase = "retrap"
+            return False
+        return self._detach()
+
+    def _detach(self) -> bool:
+        try:
+            pt.detach(self.att.tid, self.att.withheld_signal)
+        except pt.TraceError:
+            pass
+        return True
 
 
 @asynccontextmanager

@@ -310,6 +310,8 @@ class Tracer:
         return att
 
     def _detach(self, att: Attachment) -> None:
+        if "finish" in att.extra:
+            return  # handed over: reap_stuck puts it back and detaches it
         self.attached.pop(att.tid, None)
         started = att.extra.get("stopped_at")
         if isinstance(started, float):
@@ -583,14 +585,27 @@ class Tracer:
                 del self.frozen[tgid]
                 self.frozen_facts.pop(tgid, None)
 
+    def hand_over(self, att: Attachment) -> None:
+        """Leave a thread to :meth:`reap_stuck`, with its own way of being
+        put back (``att.extra["finish"]``: called with each waitpid status,
+        True once it has detached the thread): an injection that timed out."""
+        self.attached.pop(att.tid, None)
+        self._stuck[att.tid] = att
+
     def reap_stuck(self) -> None:
         for tid, att in list(self._stuck.items()):
             try:
                 status = self._poll(tid)
             except TargetGone:
                 del self._stuck[tid]
+                self.masked.pop(tid, None)
                 continue
             if status is None:
+                continue
+            finish = att.extra.get("finish")
+            if finish is not None:
+                if finish(status):  # type: ignore[operator]
+                    del self._stuck[tid]
                 continue
             kind, sig, event = _decode(status)
             if kind == "gone":

@@ -150,3 +150,55 @@ def test_the_action_stub_answers_status_and_mm_while_frozen(spawn) -> None:  # t
 
     trio.run(main)
     assert t.status()["TracerPid"] == "0"
+
+
+@pytest.mark.parametrize("target", ["counter", "handlers"])
+def test_a_syscall_that_sleeps_past_the_timeout_is_put_back_when_it_returns(spawn, target) -> None:  # type: ignore[no-untyped-def]
+    """An injected syscall that outlasts the stop timeout (one that waits
+    for a lock held by a thread stuck on a hung filesystem, say): the
+    request fails with EAGAIN at once, and the thread, let go then, would
+    return to user mode with sigfs's registers and every signal blocked.  It
+    is handed to the tracer's clean-up, which puts it back when the call
+    returns, and only then lets it go: the target's own checks (counter:
+    its registers and memory; handlers: blocked in read, no handler run)
+    see nothing.  Both a spinning thread and one asleep in a syscall (sent
+    back through get_signal())."""
+    import errno
+    import struct
+    import time
+
+    t = spawn(target)
+    mask_before = t.sigmask_fields()["SigBlk"]
+
+    async def main() -> None:
+        tracer = Tracer(stop_timeout=0.1)
+        async with tracer.stopped(t.pid, t.pid) as att:
+            with pytest.raises(inject.InjectionError) as info:
+                async with inject.Injection(tracer, att) as inj:
+                    inj.write(inj.scratch, struct.pack("<qq", 0, 600_000_000))
+                    await inj.syscall(35, inj.scratch, 0)  # nanosleep(600 ms)
+            assert info.value.errno == errno.EAGAIN
+        assert t.pid not in tracer.attached
+        # Meanwhile: still traced, and a request for it is told to try again.
+        assert t.status()["TracerPid"] != "0"
+        with pytest.raises(OSError) as again:
+            await tracer.with_stopped(t.pid, t.pid, lambda _att: None)
+        assert again.value.errno == errno.EAGAIN
+        assert state.blocked_mask(tracer, t.pid, t.pid) == mask_before  # its own, not ours
+        deadline = time.monotonic() + 5
+        while tracer._stuck and time.monotonic() < deadline:
+            tracer.reap_stuck()
+            await trio.sleep(0.02)
+        assert not tracer._stuck
+
+    trio.run(main)
+    assert t.status()["TracerPid"] == "0"
+    assert t.sigmask_fields()["SigBlk"] == mask_before
+    if target == "counter":
+        assert t.command("check").endswith(" ok")
+    else:
+        assert t.command("counts") == "counts h1=0 h2=0 h3=0"
+        deadline = time.monotonic() + 2  # back in its read once it has answered
+        while procfs.current_syscall(t.pid, t.pid)[0] != "0" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert procfs.current_syscall(t.pid, t.pid)[0] == "0"
