@@ -673,6 +673,7 @@ async def run_checkpoint(
             with aio.shield():
                 if pid in tracer.frozen:
                     await tracer.thaw(pid)
+                await tracer.finish_handed_over(_note)
         finally:
             prep.abandon()
             progress.finish()
@@ -856,6 +857,10 @@ def _started_at() -> float:
         ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
     since_boot = ticks / os.sysconf("SC_CLK_TCK")
     return since_boot - (time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic())
+
+
+def _note(message: str) -> None:
+    print(f"sigfs: checkpoint: {message}", file=sys.stderr, flush=True)
 
 
 def _failed(pid: int, exc: Exception) -> int:

@@ -46,6 +46,16 @@ def _queue(pending: Pending) -> list[str]:
 
 async def _collect(pid: int, tid: int) -> list[str]:
     tracer = Tracer()
+    try:
+        return await _collect_with(tracer, pid, tid)
+    finally:
+        with aio.shield():
+            await tracer.finish_handed_over(
+                lambda message: print(f"sigfs: {message}", file=sys.stderr, flush=True)
+            )
+
+
+async def _collect_with(tracer: Tracer, pid: int, tid: int) -> list[str]:
     out: list[str] = []
     st = procfs.read_status(pid)
     thread = st if tid == pid else procfs.read_status(pid, tid)

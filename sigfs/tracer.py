@@ -592,6 +592,25 @@ class Tracer:
         self.attached.pop(att.tid, None)
         self._stuck[att.tid] = att
 
+    async def finish_handed_over(self, note: Callable[[str], None]) -> None:
+        """Before a one-shot command (checkpoint, show) exits: wait until
+        every thread handed over inside an injected syscall is put back
+        (its exit would let the kernel release it with sigfs's registers).
+        ``note`` is told once if that takes more than a second."""
+        told = False
+        started = time.monotonic()
+        while any("finish" in att.extra for att in self._stuck.values()):
+            self.reap_stuck()
+            if not told and time.monotonic() - started > 1.0:
+                tids = " ".join(str(t) for t, a in self._stuck.items() if "finish" in a.extra)
+                note(
+                    f"waiting for thread {tids} to return from a syscall sigfs injected, to "
+                    "put it back as it was (an interrupt now would leave it with sigfs's "
+                    "registers)"
+                )
+                told = True
+            await aio.sleep(0.02)
+
     def reap_stuck(self) -> None:
         for tid, att in list(self._stuck.items()):
             try:
