@@ -183,12 +183,20 @@ _ANON_KINDS = {
 }
 
 
-def _socket_kind(link: str) -> str | None:
+def _socket_kind(pinned: int) -> str | None:
     """A socket's kind from its protocol's name (the socket inode's
     ``system.sockprotoname``: TCP, UDPv6, UNIX-STREAM, NETLINK...), bound
-    or not; None if it cannot be asked."""
+    or not; None if it cannot be asked.  ``pinned``: an O_PATH descriptor of
+    this process for the socket, so that the name is asked of the socket
+    that was found to be one (the process's descriptor may be another file
+    by now, on a filesystem whose server is this daemon: FUSE answers every
+    xattr name)."""
     try:
-        name = os.getxattr(link, "system.sockprotoname").rstrip(b"\0").decode("ascii", "replace")
+        name = (
+            os.getxattr(f"/proc/self/fd/{pinned}", "system.sockprotoname")
+            .rstrip(b"\0")
+            .decode("ascii", "replace")
+        )
     except OSError:
         return None
     if name.startswith("UNIX"):
@@ -208,7 +216,7 @@ _INET6_PROTOS = frozenset(
 )
 
 
-def _socket_inodes(tgid: int) -> dict[int, str]:
+def _socket_inodes(where: str) -> dict[int, str]:
     """inode -> socket kind, from the process's network namespace tables."""
     kinds: dict[int, str] = {}
     tables = (
@@ -224,7 +232,7 @@ def _socket_inodes(tgid: int) -> dict[int, str]:
     for table, kind, col in tables:
         try:
             # Only "\n" ends a line: a unix socket's path may hold \r or \v.
-            lines = _read_text(f"{procfs.proc_dir(tgid)}/net/{table}").split("\n")[1:]
+            lines = _read_text(f"{where}/net/{table}").split("\n")[1:]
         except (OSError, ProcessLookupError):
             continue
         for line in lines:
@@ -263,10 +271,10 @@ def _same_file_as(tgid: int, fd: int, reps: list[int]) -> int | None:
     return None
 
 
-def _fdinfo(tgid: int, fd: int) -> tuple[dict[str, str], list[tuple[str, str]]]:
+def _fdinfo(where: str, fd: int) -> tuple[dict[str, str], list[tuple[str, str]]]:
     main: dict[str, str] = {}
     extra: list[tuple[str, str]] = []
-    for line in _read_text(f"{procfs.proc_dir(tgid)}/fdinfo/{fd}").splitlines():
+    for line in _read_text(f"{where}/fdinfo/{fd}").splitlines():
         key, sep, value = line.partition(":")
         if not sep:
             continue
@@ -297,17 +305,35 @@ def read_fds_raw(tgid: int) -> tuple[list[FdRaw], str, str]:
         names = sorted(int(n) for n in os.listdir(fd_dir))
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {tgid}") from None
+    # kcmp takes a task: the leader's, or a live thread's if it has exited.
+    task = int(where.rsplit("/", 1)[1]) if "/task/" in where else tgid
     sockets: dict[int, str] | None = None
     out: list[FdRaw] = []
     groups: dict[tuple[int, int], list[int]] = {}
+    what: dict[int, tuple[str, str]] = {}  # fd -> (kind, ino) as read
     for fd in names:
+        found: str | None = None
         try:
             path = os.readlink(f"{fd_dir}/{fd}")
-            # What the kernel has cached: a stat that asked the file's
-            # filesystem would deadlock on a file of this mount (this daemon
-            # would be the server) and hang on a hung network mount.
-            mode, dev, ino, rdev = procfs.stat_cached(f"{fd_dir}/{fd}")
-            main, extra = _fdinfo(tgid, fd)
+            # The file pinned (O_PATH: no open, no flush in its filesystem),
+            # so that what is asked next is asked of this file, not of one
+            # the process put at that number meanwhile.  What the kernel has
+            # cached: a stat or getxattr that reached the file's filesystem
+            # would deadlock on a file of this mount (this daemon would be
+            # the server) and hang on a hung network mount.
+            pinned = os.open(f"{fd_dir}/{fd}", os.O_PATH | os.O_CLOEXEC)
+            try:
+                try:
+                    mode, dev, ino, rdev = procfs.stat_cached(pinned)
+                except OSError as exc:
+                    if isinstance(exc, FileNotFoundError):
+                        raise
+                    mode, dev, ino, rdev = 0, 0, 0, 0  # a stale NFS file, say: "other"
+                if stat.S_ISSOCK(mode) and path.startswith("socket:"):
+                    found = _socket_kind(pinned)
+            finally:
+                os.close(pinned)
+            main, extra = _fdinfo(where, fd)
         except FileNotFoundError:
             continue  # closed meanwhile
         if path in _ANON_KINDS:
@@ -315,10 +341,9 @@ def read_fds_raw(tgid: int) -> tuple[list[FdRaw], str, str]:
         elif path.startswith("anon_inode:"):
             kind = "anon"
         elif stat.S_ISSOCK(mode):
-            found = _socket_kind(f"{fd_dir}/{fd}")
             if found is None:  # the tables list bound sockets only
                 if sockets is None:
-                    sockets = _socket_inodes(tgid)
+                    sockets = _socket_inodes(where)
                 found = sockets.get(ino, "socket-other")
             kind = found
         elif stat.S_ISFIFO(mode):
@@ -336,7 +361,14 @@ def read_fds_raw(tgid: int) -> tuple[list[FdRaw], str, str]:
         else:
             kind = "other"
         # The RFC's objref: descriptors sharing one open file description.
-        same = _same_file_as(tgid, fd, groups.setdefault((dev, ino), []))
+        same = _same_file_as(task, fd, groups.setdefault((dev, ino), []))
+        seen = (kind, main.get("ino", str(ino)))
+        if same is not None and what[same] != seen:
+            # A process that changes its descriptors while they are read
+            # (the file is not frozen): what kcmp says now may not be what
+            # was read of either descriptor.  Shown as its own.
+            same = None
+        what[fd] = seen
         out.append((fd, kind, main, extra, ino, fd if same is None else same, path))
     return out, _readlink(f"{where}/cwd"), _readlink(f"{where}/root")
 

@@ -203,15 +203,19 @@ def tracer_pid(pid: int, tid: int | None = None) -> int:
 
 _STATX_BUF = 256
 _AT_STATX_DONT_SYNC = 0x4000
+_AT_EMPTY_PATH = 0x1000
 _STATX_TYPE_MODE_INO = 0x1 | 0x2 | 0x100
 _statx_fn: list[ctypes._NamedFuncPointer] = []
 
 
-def stat_cached(path: str) -> tuple[int, int, int, int]:
-    """(mode, dev, ino, rdev) of the file ``path`` leads to, from what the
+def stat_cached(path: str | int) -> tuple[int, int, int, int]:
+    """(mode, dev, ino, rdev) of the file ``path`` leads to (or of the open
+    file ``path`` when it is a descriptor, an O_PATH one say), from what the
     kernel has cached (statx with AT_STATX_DONT_SYNC): a plain stat of
     /proc/PID/fd/N lets FUSE (or NFS) ask its server, which for a file of
-    this very mount is this daemon, blocked in the stat: a deadlock."""
+    this very mount is this daemon, blocked in the stat: a deadlock.  A FUSE
+    mount that refuses us (another user's, without allow_other) is asked
+    for nothing at all (mask 0: what the kernel has)."""
     if not _statx_fn:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         fn = libc.statx
@@ -220,9 +224,16 @@ def stat_cached(path: str) -> tuple[int, int, int, int]:
         _statx_fn.append(fn)
     buf = ctypes.create_string_buffer(_STATX_BUF)
     fn = _statx_fn[0]
-    if fn(-100, os.fsencode(path), _AT_STATX_DONT_SYNC, _STATX_TYPE_MODE_INO, buf) != 0:
+    if isinstance(path, int):
+        dirfd, name, flags = path, b"", _AT_STATX_DONT_SYNC | _AT_EMPTY_PATH
+    else:
+        dirfd, name, flags = -100, os.fsencode(path), _AT_STATX_DONT_SYNC
+    for mask in (_STATX_TYPE_MODE_INO, 0):
+        if fn(dirfd, name, flags, mask, buf) == 0:
+            break
         err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
+        if err != errno.EACCES or not mask:
+            raise OSError(err, os.strerror(err), str(path))
     raw = buf.raw
     mode = struct.unpack_from("<H", raw, 28)[0]
     ino = struct.unpack_from("<Q", raw, 32)[0]

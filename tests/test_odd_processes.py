@@ -401,6 +401,8 @@ def test_descriptor_on_the_sigfs_mount_itself(spawn: Spawn, tmp_path: Path) -> N
         got = read_files([f"{own.path}/{t.pid}/fds"], timeout=3, on_hang=own.proc.kill)
         kind, value = got[f"{own.path}/{t.pid}/fds"]
         assert kind == "ok", (kind, value)
+        t.proc.kill()  # it holds a file of the mount: gone first, the unmount is quick
+        t.proc.wait()
     finally:
         stop_mount(own)
 
@@ -599,3 +601,25 @@ def test_unbound_sockets_are_told_by_their_protocol(mnt: Mount, spawn: Spawn) ->
     kinds = re.findall(r"^fd=(\d+) kind=(\S+)", mnt.read(f"{t.pid}/fds"), re.M)
     got = [k for fd, k in kinds if int(fd) >= 3]
     assert got == ["socket-inet", "socket-inet6", "socket-inet6", "socket-unix", "socket-other"]
+
+
+def test_a_descriptor_that_turns_from_a_socket_into_a_file_of_the_mount(spawn: Spawn) -> None:
+    """A process that turns descriptors into a socket and then into a file
+    of this mount, for ever: `fds` found a socket and then asked the number's
+    file for its protocol's name (getxattr), by then the mount's own file:
+    FUSE sends every xattr name to its server, this daemon, blocked in the
+    asking (any user could hang an allow_other mount so).  The file is
+    pinned (O_PATH) between the look and the question; and descriptors that
+    kcmp calls one open file but that read differently are shown apart (a
+    racing process gave EIO)."""
+    own = start_mount()
+    try:
+        t = spawn("odd_files", f"toggle:{own.path}/version")
+        path = f"{own.path}/{t.pid}/fds"
+        for _ in range(20):
+            kind, value = read_files([path], timeout=5, on_hang=own.proc.kill)[path]
+            assert kind == "ok", (kind, value)  # no hang, and no EIO from the race
+        t.proc.kill()  # it holds a file of the mount: gone first, the unmount is quick
+        t.proc.wait()
+    finally:
+        stop_mount(own)

@@ -20,6 +20,8 @@
  *   memfd:NAME     memfd_create(NAME), one page, mapped shared and written
  *   opath:PATH     open(PATH, O_PATH) kept open
  *   hold:PATH      open(PATH, O_RDONLY) kept open (an existing file)
+ *   toggle:PATH    a thread for ever turning fds 100..139 into a socket, then
+ *                  into PATH, and back
  *   procmem        open("/proc/self/mem", O_RDWR) kept open
  *   sock:KIND      a socket kept open; KIND is unix, unixpair, inet, inet6,
  *                  tcplisten, udp6, netlink (bound), packet, vsock or alg (a family the
@@ -48,6 +50,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -182,6 +185,35 @@ static void stack_guard(void)
 		die("mprotect stack");
 }
 
+/* toggle:PATH: a thread that for ever turns descriptors 100..139 into a
+ * socket, then into PATH (opened read-only), and back: a reader of the
+ * process's descriptors finds a socket at a number that is PATH a moment
+ * later. */
+static int toggle_sock = -1, toggle_file = -1;
+
+static void *toggle_loop(void *unused)
+{
+	(void)unused;
+	for (;;) {
+		for (int fd = 100; fd < 140; fd++)
+			dup2(toggle_sock, fd);
+		for (int fd = 100; fd < 140; fd++)
+			dup2(toggle_file, fd);
+	}
+	return NULL;
+}
+
+static void toggle_start(const char *path)
+{
+	pthread_t th;
+	toggle_sock = socket(AF_INET, SOCK_STREAM, 0);
+	toggle_file = open(path, O_RDONLY);
+	if (toggle_sock < 0 || toggle_file < 0)
+		die("toggle");
+	if (pthread_create(&th, NULL, toggle_loop, NULL))
+		die("toggle thread");
+}
+
 static void do_action(const char *a)
 {
 	const char *colon = strchr(a, ':');
@@ -221,6 +253,8 @@ static void do_action(const char *a)
 	} else if (IS("hold")) {
 		if (open(arg, O_RDONLY) < 0)
 			die("hold");
+	} else if (IS("toggle")) {
+		toggle_start(arg);
 	} else if (IS("opath")) {
 		if (open(arg, O_PATH) < 0)
 			die("opath");
