@@ -244,17 +244,29 @@ def traceable(caller: Caller, target: int, status: procfs.Status | None = None) 
         st = status if status is not None else procfs.read_status(target)
     except ProcessLookupError:
         return False
-    thread = None
     if procfs.leader_exited(st):
-        # Its leader has exited but other threads live: the process is one a
-        # tracer can attach to (through those threads); their ids and their
-        # /proc stat's owner (dumpability) decide, as they would for ptrace.
+        # Its leader has exited but other threads live: a tracer can attach
+        # to those threads, each by its own ids and its /proc stat's owner
+        # (dumpability; the leader's shows root once it has no memory).  The
+        # files show the whole process, so every live thread must pass.
         try:
-            dir_ = procfs.proc_dir(target)
-            thread = int(dir_.rsplit("/", 1)[1]) if "/task/" in dir_ else None
-            st = procfs.read_status(target, thread) if thread is not None else st
-        except (ProcessLookupError, ValueError):
+            tids = [t for t in procfs.list_tids(target) if t != target]
+        except OSError:
             return False
+        live = []
+        for tid in tids:
+            try:
+                tst = procfs.read_status(target, tid)
+            except ProcessLookupError:
+                continue
+            if not (tst.get("State") or "").startswith(("Z", "X")):
+                live.append((tid, tst))
+        return bool(live) and all(_traceable(caller, target, tst, tid) for tid, tst in live)
+    return _traceable(caller, target, st, None)
+
+
+def _traceable(caller: Caller, target: int, st: procfs.Status, thread: int | None) -> bool:
+    """:func:`traceable` for one thread's status (``thread`` None: the leader's)."""
     if "VmSize" not in st or (st.get("State") or "").startswith(("Z", "X")):
         return False  # kernel thread (no mm) or zombie
     if caller.tgid == target:

@@ -122,7 +122,10 @@ async def _prctl_values(tracer: Tracer, tgid: int) -> tuple[int, int, int, int]:
 
 
 async def read_status(tracer: Tracer, tgid: int) -> status_fmt.Status:
-    st = procfs.read_status(tgid)
+    # A live thread's status if the leader has exited: the leader's has no
+    # umask then, and its ids and capabilities are the dead thread's.
+    task = procfs.live_task(tgid)
+    st = procfs.read_status(tgid, task if task != tgid else None)
     fields = _stat_fields(tgid)
     where = procfs.proc_dir(tgid)
     pdeath, dumpable, subreaper, thp = await _prctl_values(tracer, tgid)
@@ -161,9 +164,9 @@ async def read_status(tracer: Tracer, tgid: int) -> status_fmt.Status:
         cap_bnd=int(st["CapBnd"], 16),
         cap_amb=int(st["CapAmb"], 16),
         timerslack_ns=timerslack,
-        nice=os.getpriority(os.PRIO_PROCESS, tgid),
-        sched_policy=os.sched_getscheduler(tgid),
-        sched_priority=os.sched_getparam(tgid).sched_priority,
+        nice=os.getpriority(os.PRIO_PROCESS, task),
+        sched_policy=os.sched_getscheduler(task),
+        sched_priority=os.sched_getparam(task).sched_priority,
         rlimits=tuple(rlimits),
         thp_disable=thp,
         child_subreaper=subreaper,

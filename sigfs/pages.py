@@ -312,8 +312,12 @@ class PagesStream:
         self._zero_scan = not self._zero_pfn
         self._scan_vec: ctypes.Array[ctypes.c_uint64] | None = None
         self._mem = self._pagemap = -1
+        self._vm_pid = tgid
         try:
             where = procfs.proc_dir(tgid)
+            # process_vm_readv takes a task: a live thread's if the leader
+            # has exited (the leader's has no memory then).
+            self._vm_pid = int(where.rsplit("/", 1)[1]) if "/task/" in where else tgid
             self._mem = os.open(f"{where}/mem", os.O_RDONLY | os.O_CLOEXEC)
             self._pagemap = os.open(f"{where}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         except BaseException as exc:
@@ -466,7 +470,7 @@ class PagesStream:
             local = Iovec(self._run_addr, n)
             remote = Iovec(addr, n)
             got = libc.process_vm_readv(
-                self.tgid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0
+                self._vm_pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0
             )
         else:
             try:
@@ -556,7 +560,7 @@ class PagesStream:
                 if data is not None:
                     sink.put(data)
                 else:
-                    done = sink.put_remote(self.tgid, addr, count * PAGE) // PAGE
+                    done = sink.put_remote(self._vm_pid, addr, count * PAGE) // PAGE
                     if done < count:
                         sink.put(self._read_run(addr + done * PAGE, count - done))
             if layout is not None:
@@ -638,7 +642,7 @@ class PagesStream:
             self.refused = "most"
             return None
         for addr, k, at in todo:
-            if not sink.patch_remote(self.tgid, addr, k * PAGE, at):
+            if not sink.patch_remote(self._vm_pid, addr, k * PAGE, at):
                 # A page process_vm_readv cannot read (PROT_NONE): through
                 # /proc/PID/mem, as dump() does.
                 sink.patch_bytes(bytes(self._read_run(addr, k)), at)

@@ -306,6 +306,14 @@ def proc_dir(tgid: int) -> str:
     return base
 
 
+def live_task(tgid: int) -> int:
+    """The task whose /proc directory :func:`proc_dir` picks: ``tgid``, or a
+    live thread when the leader has exited (for process_vm_readv, kcmp, a
+    status that has the process's umask and ids)."""
+    where = proc_dir(tgid)
+    return int(where.rsplit("/", 1)[1]) if "/task/" in where else tgid
+
+
 def leader_exited(st: Status) -> bool:
     """Whether ``st`` (a leader's status) is a zombie leader of a process
     whose other threads live on."""

@@ -14,6 +14,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from sigfs import procfs
+
 
 @functools.lru_cache(maxsize=64)
 def _symbols(path: str, mtime_ns: int) -> tuple[bool, list[int], list[tuple[int, int, str]]]:
@@ -39,13 +41,14 @@ def _symbols(path: str, mtime_ns: int) -> tuple[bool, list[int], list[tuple[int,
 
 def _maps(pid: int) -> list[tuple[int, int, int, str]]:
     out = []
-    with open(f"/proc/{pid}/maps", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            parts = line.split(None, 5)
-            if len(parts) < 6 or not parts[5].startswith("/"):
-                continue
-            start, _, end = parts[0].partition("-")
-            out.append((int(start, 16), int(end, 16), int(parts[2], 16), parts[5].rstrip("\n")))
+    with open(f"{procfs.proc_dir(pid)}/maps", "rb") as f:
+        text = f.read().decode("utf-8", "surrogateescape")
+    for line in text.split("\n"):  # only "\n" ends a line (a name may hold \r)
+        parts = line.split(None, 5)
+        if len(parts) < 6 or not parts[5].startswith("/"):
+            continue
+        start, _, end = parts[0].partition("-")
+        out.append((int(start, 16), int(end, 16), int(parts[2], 16), parts[5]))
     return out
 
 
@@ -62,7 +65,7 @@ def resolve(pid: int, addr: int) -> str | None:
             continue
         base = min((s - o) for s, _, o, p in maps if p == path)
         try:
-            st = os.stat(f"/proc/{pid}/map_files/{start:x}-{end:x}")
+            st = os.stat(f"{procfs.proc_dir(pid)}/map_files/{start:x}-{end:x}")
             dyn, starts, table = _symbols(path, st.st_mtime_ns)
         except (OSError, ELFError, ValueError):
             return None

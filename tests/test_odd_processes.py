@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 from mounting import SIGFS, Mount, start_mount, stop_mount
 
+from sigfs import procfs
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace of any process)")
 
 Spawn = Callable[..., Any]
@@ -454,6 +456,15 @@ def test_zombie_leader_is_shown_in_the_mount(
         checkpoint=False,
     )
     rep.ok()
+    # What the process has, not what its dead leader shows in /proc/PID:
+    # the umask, its ids, and fds 9 and 10 one open file with fd 3.
+    status = rep.text("status")
+    assert "\numask 0077\n" in status, status
+    live = procfs.read_status(t.pid, t.info_int("tid"))
+    assert f"\nuids {' '.join(live['Uid'].split())}\n" in status
+    fds = rep.text("fds")
+    for fd in (9, 10):
+        assert re.search(rf"^fd={fd} kind=chr .*shared=3 ", fds, re.M), fds
 
 
 def test_zombie_leader_show_and_checkpoint(mnt: Mount, zombie_leader: Any, tmp_path: Path) -> None:
@@ -467,17 +478,17 @@ def test_zombie_leader_show_and_checkpoint(mnt: Mount, zombie_leader: Any, tmp_p
     assert t.state(t.info_int("tid")) in "RS"
 
 
-def test_zombie_leader_checkpoint_fails_cleanly(zombie_leader: Any, tmp_path: Path) -> None:
-    """Guards: whatever it says, a checkpoint of a process with a zombie
-    leader fails with one line (no traceback), writes nothing and leaves the
-    live thread running."""
+def test_zombie_leader_checkpoint_is_the_live_threads(zombie_leader: Any, tmp_path: Path) -> None:
+    """A checkpoint of a process whose leader has exited: a whole image
+    (it verifies), with the live thread's files and none of the exited
+    leader's, and the live thread running untraced after it."""
     t = zombie_leader
     res = run_cli("checkpoint", str(t.pid), str(tmp_path / "img"), "--leave-running", "-q")
-    if res.returncode != 0:
-        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
-        assert not (tmp_path / "img").exists()
-        assert not (tmp_path / "img.partial").exists()
+    assert res.returncode == 0, res.stderr
+    assert run_cli("verify", str(tmp_path / "img"), "-q").returncode == 0
     live = t.info_int("tid")
+    assert sorted(os.listdir(tmp_path / "img" / "task")) == [str(live)]
+    assert not (tmp_path / "img" / "regs").exists()  # the exited leader's
     assert t.state(live) in "RS"
     assert tracer_of(live) == 0
 

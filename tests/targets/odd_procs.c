@@ -5,7 +5,8 @@
  * once the situation holds, and exits 0 when stdin reaches EOF (the
  * fixture kills the whole process group anyway).
  *
- *   zombie_leader  the main thread exits (SYS_exit); a second thread, tid=T,
+ *   zombie_leader  umask 077, fds 9 and 10 dups of one /dev/null open; the
+ *                  main thread exits (SYS_exit); a second thread, tid=T,
  *                  serves stdin.  The leader shows as a zombie, the process
  *                  lives on.
  *   threadname     a second thread, tid=T, names itself "\xff\t\\x (deleted)"
@@ -24,6 +25,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "common.h"
@@ -98,6 +100,12 @@ int main(int argc, char **argv)
 	pthread_t th;
 
 	if (!strcmp(mode, "zombie_leader")) {
+		/* State the process keeps when its leader goes: a umask, and
+		 * fds 9 and 10 dups of one open file. */
+		umask(077);
+		int fd = open("/dev/null", O_RDONLY);
+		if (fd < 0 || dup2(fd, 9) < 0 || dup2(fd, 10) < 0)
+			die("zombie_leader fds");
 		if (pthread_create(&th, NULL, leader_gone_thread, NULL))
 			die("pthread_create");
 		syscall(SYS_exit, 0);
