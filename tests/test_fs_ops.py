@@ -179,6 +179,17 @@ def test_a_stop_never_lands_inside_another_tasks_injection(spawn, monkeypatch) -
                 return int(line.split()[1], 0)
         raise AssertionError(text)
 
+    # Asleep in its read of stdin first: just after "ready" it may still be
+    # on its way out of the write that printed it (a busy host), and its rip
+    # would rightly differ later.
+    import time
+
+    from sigfs import procfs
+
+    deadline = time.monotonic() + 5
+    while procfs.current_syscall(t.pid, t.pid)[0] != "0" and time.monotonic() < deadline:
+        time.sleep(0.005)
+
     async def main() -> None:
         nonlocal rip_alone
         rip_alone = rip(await read("regs"))
