@@ -249,6 +249,7 @@ class Injection:
         return data
 
     def write(self, addr: int, data: bytes) -> None:
+        self._check_usable()
         if os.pwrite(self._mem_fd, data, addr) != len(data):
             raise InjectionError(0, f"short write of {len(data)} bytes at {addr:#x}")
 
@@ -320,7 +321,7 @@ class Injection:
             if not self._handed_off:  # else kept until the thread is put back
                 self.tracer.masked.pop(self.tid, None)
 
-    def _hand_off(self) -> None:
+    def _hand_off(self, at_trap: bool = False) -> None:
         """The thread sleeps inside the injected syscall past the stop
         timeout (a mmap behind a lock held by a thread stuck on a hung
         filesystem, say).  Let go now, it would return to user mode with
@@ -337,6 +338,7 @@ class Injection:
         held = tracer.frozen.get(att.tgid)
         if held is not None and att in held:
             held.remove(att)
+        tracer.frozen_facts.pop(att.tgid, None)  # it runs on: they may change
         retrap = pt.regs_signed(self._saved_regs.orig_rax) >= 0 or att.group_stop
         att.extra["finish"] = _Finisher(
             tracer,
@@ -346,6 +348,7 @@ class Injection:
             self.scratch,
             self._saved_scratch,
             retrap,
+            "trap" if at_trap else "syscall",
         )
         tracer.hand_over(att)
 
@@ -363,9 +366,19 @@ class Injection:
         )
         return regs
 
+    def _check_usable(self) -> None:
+        """Nothing more once the thread has been handed off (a rollback that
+        tried would take the statuses the clean-up waits for)."""
+        if self._handed_off:
+            raise InjectionError(
+                errno.EAGAIN,
+                f"thread {self.tid} is still inside a syscall sigfs injected; try again",
+            )
+
     async def syscall(self, nr: int, *args: int) -> int:
         """Run syscall ``nr`` with up to six arguments; returns the raw result
         (negative errno on failure, as the kernel returns it)."""
+        self._check_usable()
         regs = self._syscall_regs(nr, args)
         with aio.shield(), self._unsafe(regs):
             # Kept to the syscall itself.
@@ -391,6 +404,7 @@ class Injection:
         pages (a seccomp filter or a W^X policy): the caller falls back to
         single syscalls.
         """
+        self._check_usable()
         if len(code) > PAGE:
             raise ValueError("a stub is at most one page")
         if procfs.read_status(self.att.tgid, self.tid).get("Seccomp", "0") != "0":
@@ -419,12 +433,28 @@ class Injection:
                     pt.cont(self.tid, 0)
                     await self._wait_done(data + STUB_DONE, timeout)
                     pt.interrupt(self.tid)
-                    await self.tracer.wait_trap(self.att)
+                    await self._stub_trap()
                     out = self.read(data, PAGE)
             finally:
                 await self.check(SYS["munmap"], base, 2 * PAGE)
         self.tracer.injected += 1
         return out
+
+    async def _stub_trap(self) -> None:
+        """The interrupt's trap of a thread running the stub; one that does
+        not come within the stop timeout (the stub's brk waiting for a lock)
+        is handed off, to be put back at that trap (the stub's pages stay
+        mapped then: a leak of two pages)."""
+        try:
+            await self.tracer.wait_trap(self.att)
+        except StopTimeout:
+            self._hand_off(at_trap=True)
+            raise InjectionError(
+                errno.EAGAIN,
+                f"thread {self.tid} is still inside code sigfs injected after "
+                f"{self.tracer.stop_timeout:g} s (it sleeps); it is put back as it was "
+                "when it stops: try again then",
+            ) from None
 
     async def _wait_done(self, flag: int, timeout: float) -> None:
         """Until the stub sets its flag: spin briefly (it usually takes tens
@@ -443,7 +473,7 @@ class Injection:
             now = time.monotonic()
             if now > deadline:
                 pt.interrupt(self.tid)
-                await self.tracer.wait_trap(self.att)
+                await self._stub_trap()
                 raise InjectionError(0, f"thread {self.tid} did not finish the injected code")
             if now < spin_end:
                 os.sched_yield()
@@ -474,11 +504,15 @@ class _Finisher:
         scratch: int,
         saved_scratch: bytes,
         retrap: bool,
+        phase: str = "syscall",
     ) -> None:
         self.tracer, self.att = tracer, att
         self.regs, self.mask, self.retrap = regs, mask, retrap
         self.scratch, self.saved_scratch = scratch, saved_scratch
-        self.phase = "syscall"  # then "retrap" (waiting for the trap), then done
+        # "syscall": inside the injected syscall, put back at its exit stop;
+        # "trap": in the stub, interrupted, put back at the interrupt's trap;
+        # then "retrap" (on the way back through get_signal()), then done.
+        self.phase = phase
 
     def __call__(self, status: int) -> bool:
         tid = self.att.tid
@@ -506,13 +540,21 @@ class _Finisher:
                         self.att.group_stop = True
                     pt.syscall(tid, 0)
                 return False
+            if self.phase == "trap":
+                if event == 0 and sig == signal.SIGSTOP:
+                    pt.cont(tid, signal.SIGSTOP)
+                    return False
+                if self.tracer.trap_seen(self.att, status):
+                    return self._put_back()
+                return False
             # "retrap": on the way back through get_signal() to our trap.
             if self.tracer.trap_seen(self.att, status):
                 return self._detach()
             return False
         except pt.TraceError:
-            self.tracer.masked.pop(tid, None)
-            return True  # gone meanwhile
+            # Killed meanwhile (its exit is the next status), or not in a
+            # stop: kept, and the next status decides.
+            return False
 
     def _put_back(self) -> bool:
         tid = self.att.tid
@@ -538,7 +580,7 @@ class _Finisher:
         try:
             pt.detach(self.att.tid, self.att.withheld_signal)
         except pt.TraceError:
-            pass
+            return False  # killed meanwhile: its exit, collected next, ends it
         return True
 
 
@@ -551,6 +593,12 @@ async def sessions(tracer: Tracer, atts: list[Attachment]) -> AsyncIterator[list
     opened: list[Injection] = []
     try:
         for att in atts:
+            if "finish" in att.extra or tracer.attached.get(att.tid) is not att:
+                raise InjectionError(
+                    errno.EAGAIN,
+                    f"thread {att.tid} is no longer held (still inside a "
+                    "syscall sigfs injected?); try again",
+                )
             inj = Injection(tracer, att)
             await inj.__aenter__()
             opened.append(inj)
@@ -584,15 +632,29 @@ async def syscall_in_threads(
     thread before any is waited for, so their stops overlap instead of
     adding up (a hundred threads: a couple of milliseconds, not twenty).
     Returns the raw results in the order of ``sessions``."""
+    for inj in sessions:
+        inj._check_usable()
     regs = [inj._syscall_regs(nr, args(inj)) for inj in sessions]
     with aio.shield(), ExitStack() as unsafe:
         for inj, r in zip(sessions, regs, strict=True):
             unsafe.enter_context(inj._unsafe(r))
+        handed_off: InjectionError | None = None
         for _step in ("entry", "exit"):
-            for inj in sessions:
+            going = [inj for inj in sessions if not inj._handed_off]
+            for inj in going:
                 pt.syscall(inj.tid, 0)
-            for inj in sessions:
-                await inj._syscall_stop()
+            # Every thread sent on is waited for, each handed off if it
+            # outlasts the timeout, so that none is left running with
+            # sigfs's registers while the others are put back.
+            for inj in going:
+                try:
+                    await inj._syscall_stop()
+                except InjectionError as exc:
+                    if not inj._handed_off:
+                        raise
+                    handed_off = handed_off or exc
+        if handed_off is not None:
+            raise handed_off
         results = [pt.regs_signed(pt.getregs(inj.tid).rax) for inj in sessions]
     for inj in sessions:
         inj.count += 1

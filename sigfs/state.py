@@ -227,17 +227,21 @@ async def read_altstack(tracer: Tracer, tgid: int, tid: int) -> AltStack:
 async def read_altstacks_frozen(tracer: Tracer, tgid: int) -> dict[int, AltStack]:
     """The sigaltstack of every thread of a frozen process, by one injected
     sigaltstack(NULL, &old) in each, stepped in all threads at once."""
-    atts = list(tracer.frozen[tgid])
     out: dict[int, AltStack] = {}
-    async with tracer.process_lock(tgid), inject.sessions(tracer, atts) as injs:
-        results = await inject.syscall_in_threads(
-            injs, inject.SYS["sigaltstack"], lambda inj: (0, inj.scratch)
-        )
-        for inj, result in zip(injs, results, strict=True):
-            if -4096 < result < 0:
-                raise OSError(-result, f"sigaltstack in {inj.tid}: {os.strerror(-result)}")
-            sp, size, flags = inject.unpack_altstack(inj.read(inj.scratch, inject.STACK_T.size))
-            out[inj.tid] = AltStack(sp=sp, size=size, flags=flags)
+    async with tracer.process_lock(tgid):
+        # The threads held now, under the lock: one handed off by another
+        # request meanwhile is no longer among them.
+        atts = list(tracer.frozen.get(tgid) or [])
+        async with inject.sessions(tracer, atts) as injs:
+            results = await inject.syscall_in_threads(
+                injs, inject.SYS["sigaltstack"], lambda inj: (0, inj.scratch)
+            )
+            for inj, result in zip(injs, results, strict=True):
+                if -4096 < result < 0:
+                    raise OSError(-result, f"sigaltstack in {inj.tid}: {os.strerror(-result)}")
+                raw = inj.read(inj.scratch, inject.STACK_T.size)
+                sp, size, flags = inject.unpack_altstack(raw)
+                out[inj.tid] = AltStack(sp=sp, size=size, flags=flags)
     return out
 
 

@@ -183,6 +183,12 @@ async def serve(fd: int) -> None:
                         requests.start_soon(handle, req_id, op, args)
                 # No more requests: let those in flight finish, then go.
                 await _wait_for_requests(requests)
+        # A thread still inside a syscall sigfs injected is put back before
+        # we go (our exit would let the kernel release it with our registers).
+        with trio.CancelScope(shield=True):  # a SIGTERM does not cut it short
+            await tracer.finish_handed_over(
+                lambda message: print(f"sigfs tracer: {message}", file=sys.stderr, flush=True)
+            )
         background.cancel_scope.cancel()
     failed = tracer.detach_all()
     sock.close()

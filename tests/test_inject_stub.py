@@ -201,3 +201,54 @@ def test_a_syscall_that_sleeps_past_the_timeout_is_put_back_when_it_returns(spaw
         while procfs.current_syscall(t.pid, t.pid)[0] != "0" and time.monotonic() < deadline:
             time.sleep(0.01)
         assert procfs.current_syscall(t.pid, t.pid)[0] == "0"
+
+
+def test_threads_stepped_together_when_one_outlasts_the_timeout(spawn) -> None:  # type: ignore[no-untyped-def]
+    """syscall_in_threads (the frozen `altstack` batch) with one thread whose
+    syscall outlasts the timeout: that one is handed off, every other one is
+    waited for and put back, the request fails with EAGAIN, and the session
+    refuses to inject again into the handed-off thread (a rollback that did
+    would take the statuses the clean-up waits for).  Each thread ends as it
+    began: its own mask, its own signal pending, asleep in its own call."""
+    import errno
+    import struct
+
+    t = spawn("threads", "2")
+    tids = t.tids()
+    before = {tid: (t.sigmask_fields(tid), procfs.current_syscall(t.pid, tid)[0]) for tid in tids}
+    slow = tids[1]
+
+    async def main() -> None:
+        tracer = Tracer(stop_timeout=0.1)
+        await tracer.freeze(t.pid)
+        try:
+            atts = list(tracer.frozen[t.pid])
+
+            def args(inj: inject.Injection) -> tuple[int, ...]:
+                ns = 600_000_000 if inj.tid == slow else 0
+                inj.write(inj.scratch, struct.pack("<qq", 0, ns))
+                return (inj.scratch, 0)
+
+            with pytest.raises(inject.InjectionError) as info:
+                async with inject.sessions(tracer, atts) as injs:
+                    try:
+                        await inject.syscall_in_threads(injs, 35, args)  # nanosleep
+                    finally:
+                        stuck = next(inj for inj in injs if inj.tid == slow)
+                        with pytest.raises(inject.InjectionError) as again:
+                            await stuck.syscall(inject.SYS["getpid"])
+                        assert again.value.errno == errno.EAGAIN
+            assert info.value.errno == errno.EAGAIN
+            assert [a.tid for a in tracer.frozen[t.pid]] == [x for x in tids if x != slow]
+        finally:
+            await tracer.thaw(t.pid)
+        with trio.fail_after(5):
+            await tracer.finish_handed_over(lambda _m: None)
+        assert not tracer.masked
+
+    trio.run(main)
+    for tid in tids:
+        assert t.status(tid)["TracerPid"] == "0"
+        fields, call = before[tid]
+        assert t.sigmask_fields(tid) == fields
+        assert procfs.current_syscall(t.pid, tid)[0] == call
