@@ -39,25 +39,12 @@ static void serve_stdin(void)
 		get_line(line, sizeof line); /* exits 0 on EOF */
 }
 
+static void wait_state(pid_t pid, char want);
+
 static void *leader_gone_thread(void *arg)
 {
 	(void)arg;
-	/* Wait until the leader is a zombie. */
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)main_pid);
-	for (int i = 0; i < 5000; i++) {
-		int fd = open(path, O_RDONLY);
-		ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-		if (fd >= 0)
-			close(fd);
-		if (n > 0) {
-			buf[n] = '\0';
-			char *rp = strrchr(buf, ')');
-			if (rp && rp[2] == 'Z')
-				break;
-		}
-		usleep(1000);
-	}
+	wait_state(main_pid, 'Z'); /* until the leader is a zombie */
 	say("ready pid=%d tid=%d\n", (int)main_pid, (int)gettid());
 	serve_stdin();
 	return NULL;
