@@ -259,12 +259,14 @@ class Injection:
         pt.syscall(self.tid, 0)
         await self._syscall_stop()
 
-    async def _syscall_stop(self) -> None:
+    async def _syscall_stop(self, deadline: float | None = None) -> None:
         """Wait for the syscall stop a PTRACE_SYSCALL just sent the thread
-        to, noting (and stepping past) any other stop on the way."""
+        to, noting (and stepping past) any other stop on the way; by
+        ``deadline`` (monotonic) if given, else within the stop timeout."""
         for _ in range(MAX_STRAY_STOPS):
             try:
-                status = await self.tracer.wait(self.tid)
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                status = await self.tracer.wait(self.tid, left)
             except StopTimeout:
                 self._hand_off()
                 raise InjectionError(
@@ -436,7 +438,8 @@ class Injection:
                     await self._stub_trap()
                     out = self.read(data, PAGE)
             finally:
-                await self.check(SYS["munmap"], base, 2 * PAGE)
+                if not self._handed_off:  # else its pages stay: see _stub_trap
+                    await self.check(SYS["munmap"], base, 2 * PAGE)
         self.tracer.injected += 1
         return out
 
@@ -639,20 +642,29 @@ async def syscall_in_threads(
         for inj, r in zip(sessions, regs, strict=True):
             unsafe.enter_context(inj._unsafe(r))
         handed_off: InjectionError | None = None
+        failed: BaseException | None = None
         for _step in ("entry", "exit"):
             going = [inj for inj in sessions if not inj._handed_off]
             for inj in going:
                 pt.syscall(inj.tid, 0)
             # Every thread sent on is waited for, each handed off if it
-            # outlasts the timeout, so that none is left running with
-            # sigfs's registers while the others are put back.
+            # outlasts the timeout (one deadline for them all: a frozen
+            # container's hundred threads fail in 3 s, not 300), so that
+            # none is left running with sigfs's registers while the others
+            # are put back; the first error is raised after.
+            deadline = time.monotonic() + (sessions[0].tracer.stop_timeout if sessions else 0)
             for inj in going:
                 try:
-                    await inj._syscall_stop()
+                    await inj._syscall_stop(deadline)
                 except InjectionError as exc:
-                    if not inj._handed_off:
-                        raise
-                    handed_off = handed_off or exc
+                    if inj._handed_off:
+                        handed_off = handed_off or exc
+                    else:
+                        failed = failed or exc
+                except (OSError, pt.TraceError) as exc:
+                    failed = failed or exc
+            if failed is not None:
+                raise failed
         if handed_off is not None:
             raise handed_off
         results = [pt.regs_signed(pt.getregs(inj.tid).rax) for inj in sessions]

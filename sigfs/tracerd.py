@@ -183,14 +183,20 @@ async def serve(fd: int) -> None:
                         requests.start_soon(handle, req_id, op, args)
                 # No more requests: let those in flight finish, then go.
                 await _wait_for_requests(requests)
-        # A thread still inside a syscall sigfs injected is put back before
-        # we go (our exit would let the kernel release it with our registers).
-        with trio.CancelScope(shield=True):  # a SIGTERM does not cut it short
+        # From here on a SIGTERM (the daemon's close sends one after 10 s) is
+        # ignored, not fatal: with the receiver closed, its default action
+        # would kill us in the wait below.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Every held thread let go first (a frozen process runs on), then a
+        # thread still inside a syscall sigfs injected is put back before we
+        # go: our exit would let the kernel release it with our registers.
+        failed = [t for t in tracer.detach_all(timeout=0.0) if t not in tracer._stuck]
+        with trio.CancelScope(shield=True):
             await tracer.finish_handed_over(
                 lambda message: print(f"sigfs tracer: {message}", file=sys.stderr, flush=True)
             )
         background.cancel_scope.cancel()
-    failed = tracer.detach_all()
+    failed += tracer.detach_all()  # the threads still on their way to a stop
     sock.close()
     if failed:
         print(f"sigfs tracer: could not detach {failed} cleanly", file=sys.stderr)
@@ -312,8 +318,10 @@ class TracerClient:
     def close(self, timeout: float = 10.0) -> None:
         """Let the tracer process detach everything and exit.  It is never
         SIGKILLed (that alone could hurt a target mid-injection): after
-        ``timeout`` it gets SIGTERM, which it handles the same way, and if it
-        still has not gone it is left to finish on its own."""
+        ``timeout`` it gets SIGTERM, which it handles the same way (and
+        ignores once all it does is wait for a thread still inside a syscall
+        it injected), and if it still has not gone it is left to finish on
+        its own."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
