@@ -215,7 +215,7 @@ def test_threads_stepped_together_when_one_outlasts_the_timeout(spawn, all_slow)
     import struct
     import time
 
-    t = spawn("threads", "4" if all_slow else "2")
+    t = spawn("threads", "8" if all_slow else "2")
     tids = t.tids()
     before = {tid: (t.sigmask_fields(tid), procfs.current_syscall(t.pid, tid)[0]) for tid in tids}
     slow = tids[1]
@@ -238,8 +238,10 @@ def test_threads_stepped_together_when_one_outlasts_the_timeout(spawn, all_slow)
                     try:
                         await inject.syscall_in_threads(injs, 35, args)  # nanosleep
                     finally:
-                        # One deadline for all: not a timeout per thread.
-                        assert time.monotonic() - began < 0.35
+                        # One deadline for all, not a timeout per thread
+                        # (nine threads: 0.9 s at least, one after another).
+                        took = time.monotonic() - began
+                        assert took < 0.6, took
                         stuck = next(inj for inj in injs if inj.tid == slow)
                         with pytest.raises(inject.InjectionError) as again:
                             await stuck.syscall(inject.SYS["getpid"])
