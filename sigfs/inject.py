@@ -340,7 +340,9 @@ class Injection:
         held = tracer.frozen.get(att.tgid)
         if held is not None and att in held:
             held.remove(att)
-        tracer.frozen_facts.pop(att.tgid, None)  # it runs on: they may change
+        if held is not None:
+            tracer.loosened.add(att.tgid)  # it runs on: no facts kept from now
+        tracer.frozen_facts.pop(att.tgid, None)
         retrap = pt.regs_signed(self._saved_regs.orig_rax) >= 0 or att.group_stop
         att.extra["finish"] = _Finisher(
             tracer,

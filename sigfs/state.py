@@ -201,7 +201,7 @@ async def read_actions(tracer: Tracer, tgid: int) -> Actions:
     tid = live_thread(tgid)
     async with tracer.stopped(tgid, tid) as att:
         async with inject.Injection(tracer, att) as inj:
-            if tgid in tracer.frozen:
+            if tgid in tracer.frozen and tgid not in tracer.loosened:
                 # The same stub asks what `status` and `mm` would inject for
                 # (kept until the thaw: nothing of it changes while frozen).
                 extras: dict[str, int] = {}

@@ -185,6 +185,9 @@ class Tracer:
         # Values read while frozen that cannot change until the thaw (see
         # state.read_actions): tgid -> name -> value.
         self.frozen_facts: dict[int, dict[str, int]] = {}
+        # Frozen processes that lost a thread to a hand-off (it runs until
+        # its injected syscall returns): no facts are kept for them.
+        self.loosened: set[int] = set()
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -437,7 +440,9 @@ class Tracer:
     def facts(self, tgid: int) -> dict[str, int]:
         """What was read of ``tgid`` in its current freeze that cannot
         change until the thaw (``frozen_facts``); empty unless frozen."""
-        return self.frozen_facts.get(tgid, {}) if tgid in self.frozen else {}
+        if tgid not in self.frozen or tgid in self.loosened:
+            return {}
+        return self.frozen_facts.get(tgid, {})
 
     def is_frozen(self, tgid: int) -> bool:
         return tgid in self.frozen
@@ -484,6 +489,7 @@ class Tracer:
                 raise
             self.frozen[tgid] = held
             self.frozen_facts.pop(tgid, None)
+            self.loosened.discard(tgid)
             return [a.tid for a in held]
 
     async def _hold_many(
@@ -540,6 +546,7 @@ class Tracer:
         async with self.process_lock(tgid):
             held = self.frozen.pop(tgid, None)
             self.frozen_facts.pop(tgid, None)
+            self.loosened.discard(tgid)
             if held is None:
                 return 0
             with aio.shield():
@@ -584,6 +591,7 @@ class Tracer:
             else:
                 del self.frozen[tgid]
                 self.frozen_facts.pop(tgid, None)
+                self.loosened.discard(tgid)
 
     def hand_over(self, att: Attachment) -> None:
         """Leave a thread to :meth:`reap_stuck`, with its own way of being
@@ -646,6 +654,7 @@ class Tracer:
         failed: list[int] = []
         self.frozen.clear()
         self.frozen_facts.clear()
+        self.loosened.clear()
         for att in list(self.attached.values()):
             try:
                 self._detach(att)

@@ -249,8 +249,11 @@ def test_threads_stepped_together_when_one_outlasts_the_timeout(spawn, all_slow)
             assert info.value.errno == errno.EAGAIN
             held = [a.tid for a in tracer.frozen.get(t.pid, [])]
             assert held == [x for x in tids if x not in slow_ones]
+            # A thread runs free now: nothing is taken as fixed until the thaw.
+            assert t.pid in tracer.loosened and tracer.facts(t.pid) == {}
         finally:
             await tracer.thaw(t.pid)
+        assert t.pid not in tracer.loosened
         with trio.fail_after(5):
             await tracer.finish_handed_over(lambda _m: None)
         assert not tracer.masked
