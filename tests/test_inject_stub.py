@@ -217,6 +217,11 @@ def test_threads_stepped_together_when_one_outlasts_the_timeout(spawn, all_slow)
 
     t = spawn("threads", "8" if all_slow else "2")
     tids = t.tids()
+    deadline = time.monotonic() + 5  # every thread asleep (the main one may still print)
+    while time.monotonic() < deadline and any(
+        procfs.current_syscall(t.pid, tid)[0] == "running" for tid in tids
+    ):
+        time.sleep(0.005)
     before = {tid: (t.sigmask_fields(tid), procfs.current_syscall(t.pid, tid)[0]) for tid in tids}
     slow = tids[1]
     slow_ones = set(tids) if all_slow else {slow}
