@@ -268,4 +268,7 @@ def test_threads_stepped_together_when_one_outlasts_the_timeout(spawn, all_slow)
         assert t.status(tid)["TracerPid"] == "0"
         fields, call = before[tid]
         assert t.sigmask_fields(tid) == fields
+        deadline = time.monotonic() + 2  # back in its call once it has restarted it
+        while procfs.current_syscall(t.pid, tid)[0] != call and time.monotonic() < deadline:
+            time.sleep(0.005)
         assert procfs.current_syscall(t.pid, tid)[0] == call
