@@ -74,9 +74,10 @@ def _readlink(path: str) -> str:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
 
 
-def _stat_fields(tgid: int) -> list[str]:
-    """``/proc/PID/stat`` split after the comm, so index 0 is field 3 (state)."""
-    text = _read_text(f"{procfs.proc_dir(tgid)}/stat")  # a live thread's: mm fields
+def _stat_fields(where: str) -> list[str]:
+    """``stat`` in ``where`` (a :func:`procfs.proc_dir`: a live thread's, for
+    the mm fields) split after the comm, so index 0 is field 3 (state)."""
+    text = _read_text(f"{where}/stat")
     return text[text.rindex(")") + 2 :].split()
 
 
@@ -124,10 +125,10 @@ async def _prctl_values(tracer: Tracer, tgid: int) -> tuple[int, int, int, int]:
 async def read_status(tracer: Tracer, tgid: int) -> status_fmt.Status:
     # A live thread's status if the leader has exited: the leader's has no
     # umask then, and its ids and capabilities are the dead thread's.
-    task = procfs.live_task(tgid)
-    st = procfs.read_status(tgid, task if task != tgid else None)
-    fields = _stat_fields(tgid)
     where = procfs.proc_dir(tgid)
+    task = procfs.task_in(where, tgid)
+    st = procfs.read_status(tgid, task if task != tgid else None)
+    fields = _stat_fields(where)
     pdeath, dumpable, subreaper, thp = await _prctl_values(tracer, tgid)
     uids = tuple(int(x) for x in st["Uid"].split())
     gids = tuple(int(x) for x in st["Gid"].split())
@@ -309,7 +310,7 @@ def read_fds_raw(tgid: int) -> tuple[list[FdRaw], str, str]:
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {tgid}") from None
     # kcmp takes a task: the leader's, or a live thread's if it has exited.
-    task = int(where.rsplit("/", 1)[1]) if "/task/" in where else tgid
+    task = procfs.task_in(where, tgid)
     sockets: dict[int, str] | None = None
     out: list[FdRaw] = []
     groups: dict[tuple[int, int], list[int]] = {}
@@ -435,9 +436,9 @@ async def read_mm_raw(
     tracer: Tracer, tgid: int, tracked: tuple[tuple[int, int], ...] = ()
 ) -> MmRaw:
     brk = await read_brk(tracer, tgid)
-    fields = _stat_fields(tgid)
-    # Names need not be UTF-8: kept as surrogates, shown as \xHH (not U+FFFD).
     where = procfs.proc_dir(tgid)
+    fields = _stat_fields(where)
+    # Names need not be UTF-8: kept as surrogates, shown as \xHH (not U+FFFD).
     maps = _read_text(f"{where}/maps", "surrogateescape")
     smaps = _read_text(f"{where}/smaps", "surrogateescape")
     try:

@@ -269,12 +269,7 @@ class Injection:
                 status = await self.tracer.wait(self.tid, left)
             except StopTimeout:
                 self._hand_off()
-                raise InjectionError(
-                    errno.EAGAIN,
-                    f"thread {self.tid} is still inside the syscall sigfs injected after "
-                    f"{self.tracer.stop_timeout:g} s (it sleeps); it is put back as it was "
-                    "when the call returns: try again then",
-                ) from None
+                raise self._late("the syscall", "the call returns") from None
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                 self.tracer.attached.pop(self.tid, None)
                 raise TargetGone(self.tid)
@@ -292,8 +287,8 @@ class Injection:
                 # would (its group stop, reported next, is noted above and
                 # stays in force at the detach; a SIGCONT cancels it).
                 # Withheld until the detach it would be lost: the thread is
-                # in its interrupt trap by then, and a detach's signal counts
-                # only from a signal-delivery-stop.
+                # in its interrupt trap by then, an event stop, where the
+                # kernel ignores a detach's signal.
                 pt.syscall(self.tid, signal.SIGSTOP)
                 continue
             elif event == 0 and not self.att.withheld_signal:
@@ -322,6 +317,15 @@ class Injection:
         finally:
             if not self._handed_off:  # else kept until the thread is put back
                 self.tracer.masked.pop(self.tid, None)
+
+    def _late(self, what: str, when: str) -> InjectionError:
+        """The request's error once the thread has been handed off."""
+        return InjectionError(
+            errno.EAGAIN,
+            f"thread {self.tid} is still inside {what} sigfs injected after "
+            f"{self.tracer.stop_timeout:g} s (it sleeps); it is put back as it was "
+            f"when {when}: try again then",
+        )
 
     def _hand_off(self, at_trap: bool = False) -> None:
         """The thread sleeps inside the injected syscall past the stop
@@ -454,12 +458,7 @@ class Injection:
             await self.tracer.wait_trap(self.att)
         except StopTimeout:
             self._hand_off(at_trap=True)
-            raise InjectionError(
-                errno.EAGAIN,
-                f"thread {self.tid} is still inside code sigfs injected after "
-                f"{self.tracer.stop_timeout:g} s (it sleeps); it is put back as it was "
-                "when it stops: try again then",
-            ) from None
+            raise self._late("code", "it stops") from None
 
     async def _wait_done(self, flag: int, timeout: float) -> None:
         """Until the stub sets its flag: spin briefly (it usually takes tens
@@ -545,10 +544,7 @@ class _Finisher:
                         self.att.group_stop = True
                     pt.syscall(tid, 0)
                 return False
-            if self.phase == "trap":
-                if event == 0 and sig == signal.SIGSTOP:
-                    pt.cont(tid, signal.SIGSTOP)
-                    return False
+            if self.phase == "trap":  # trap_seen passes on a signal on the way
                 if self.tracer.trap_seen(self.att, status):
                     return self._put_back()
                 return False

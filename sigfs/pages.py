@@ -317,7 +317,7 @@ class PagesStream:
             where = procfs.proc_dir(tgid)
             # process_vm_readv takes a task: a live thread's if the leader
             # has exited (the leader's has no memory then).
-            self._vm_pid = int(where.rsplit("/", 1)[1]) if "/task/" in where else tgid
+            self._vm_pid = procfs.task_in(where, tgid)
             self._mem = os.open(f"{where}/mem", os.O_RDONLY | os.O_CLOEXEC)
             self._pagemap = os.open(f"{where}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         except BaseException as exc:

@@ -306,11 +306,10 @@ def proc_dir(tgid: int) -> str:
     return base
 
 
-def live_task(tgid: int) -> int:
-    """The task whose /proc directory :func:`proc_dir` picks: ``tgid``, or a
-    live thread when the leader has exited (for process_vm_readv, kcmp, a
-    status that has the process's umask and ids)."""
-    where = proc_dir(tgid)
+def task_in(where: str, tgid: int) -> int:
+    """The task a :func:`proc_dir` answer stands for: ``tgid``, or the live
+    thread it picked (for process_vm_readv, kcmp, a status that has the
+    process's umask and ids)."""
     return int(where.rsplit("/", 1)[1]) if "/task/" in where else tgid
 
 
@@ -443,12 +442,16 @@ def _holds_for_writing(pid: int, tid: int, mount_id: int, ino: int) -> bool:
             continue
         except OSError:
             return True
-        found = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-        if found.get("mnt_id", "").strip() == str(mount_id) and (
-            found.get("ino", "").strip() == str(ino)
-        ):
+        if _names_file(info, mount_id, ino):
             return True
     return False
+
+
+def _names_file(fdinfo: str, mount_id: int, ino: int) -> bool:
+    """Whether an fdinfo text is of file ``ino`` of mount ``mount_id``."""
+    found = dict(line.split(":", 1) for line in fdinfo.splitlines() if ":" in line)
+    on_mount = found.get("mnt_id", "").strip() == str(mount_id)
+    return on_mount and found.get("ino", "").strip() == str(ino)
 
 
 def _writing(pid: int, tid: int, mount_id: int, ino: int) -> bool | None:
@@ -469,9 +472,7 @@ def _writing(pid: int, tid: int, mount_id: int, ino: int) -> bool | None:
         info = _read(f"/proc/{pid}/task/{tid}/fdinfo/{int(fields[1], 16)}")
     except (OSError, ValueError):
         return False
-    found = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    on_mount = found.get("mnt_id", "").strip() == str(mount_id)
-    return on_mount and found.get("ino", "").strip() == str(ino)
+    return _names_file(info, mount_id, ino)
 
 
 def start_time(pid: int) -> int:
